@@ -1,0 +1,518 @@
+//! Event values and the parsing of a request body into a [`NewEvent`].
+//!
+//! Each field is a newtype with a private inner value and a fallible `parse`; once a
+//! [`NewEvent`] exists, every field of it is valid. [`NewEvent::parse`] collects every field's
+//! problem at once rather than stopping at the first.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::fingerprint::Fingerprint;
+use crate::validation::{ErrorCode, FieldError, Limits};
+
+/// The fields an event body may carry; anything else is rejected by name.
+pub const KNOWN_FIELDS: [&str; 4] = ["event_type", "occurred_at", "idempotency_key", "data"];
+
+/// The tenant a token belongs to; every event and key is scoped to one.
+///
+/// 1–64 characters of lower-case ASCII letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Accepts a tenant name, or says why not.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok_len = (1..=64).contains(&raw.len());
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok_len && ok_chars {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "tenant {raw:?} must be 1-64 characters of lower-case letters, digits, '-' and '_'"
+            ))
+        }
+    }
+
+    /// The tenant name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored event's id: a time-ordered UUID (v7), written `evt_` + 32 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    const PREFIX: &'static str = "evt_";
+
+    /// A new id for an event received at `now`.
+    pub fn generate(now: DateTime<Utc>) -> Self {
+        let secs = u64::try_from(now.timestamp()).unwrap_or(0);
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, now.timestamp_subsec_nanos());
+        Self(Uuid::new_v7(ts))
+    }
+
+    /// Wraps a UUID read from storage.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID behind the id.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.0.simple())
+    }
+}
+
+impl FromStr for EventId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix(Self::PREFIX)
+            .ok_or("an event id starts with evt_")?;
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("an event id is evt_ followed by 32 hex digits".into());
+        }
+        Uuid::try_parse(hex).map(Self).map_err(|e| e.to_string())
+    }
+}
+
+/// What happened, like `user.created`: 1–128 ASCII letters, digits and `. _ - :`, starting with a
+/// letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventType(String);
+
+impl EventType {
+    /// The longest event type accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// Accepts an event type, or says why not.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let field = "event_type";
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::InvalidLength,
+                format!("event_type must be 1-{} characters long", Self::MAX_LEN),
+            ));
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':');
+        let starts_well = raw.as_bytes()[0].is_ascii_alphanumeric();
+        if !starts_well || !raw.bytes().all(allowed) {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::InvalidEventType,
+                "event_type may hold only ASCII letters, digits and . _ - : and must start with a \
+                 letter or digit",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The event type as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// When the event happened, at microsecond precision, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OccurredAt(DateTime<Utc>);
+
+impl OccurredAt {
+    /// Accepts an RFC 3339 date-time with an offset (`Z` or `±hh:mm`) that is not more than
+    /// `max_future_skew` ahead of `now`. Digits beyond microseconds are truncated.
+    pub fn parse(raw: &str, now: DateTime<Utc>, limits: &Limits) -> Result<Self, FieldError> {
+        let field = "occurred_at";
+        let parsed = DateTime::parse_from_rfc3339(raw).map_err(|_| {
+            FieldError::new(
+                field,
+                ErrorCode::InvalidTimestamp,
+                "occurred_at must be an RFC 3339 date-time with an offset, like \
+                 2025-12-22T10:30:00Z or 2025-12-22T12:30:00+02:00",
+            )
+        })?;
+        let instant = Self::from_micros(parsed.timestamp_micros()).ok_or_else(|| {
+            FieldError::new(
+                field,
+                ErrorCode::InvalidTimestamp,
+                "occurred_at is out of range",
+            )
+        })?;
+        if instant.0 > now + limits.max_future_skew {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::TimestampInFuture,
+                format!(
+                    "occurred_at is more than {}s ahead of the server clock",
+                    limits.max_future_skew.num_seconds()
+                ),
+            ));
+        }
+        Ok(instant)
+    }
+
+    /// Wraps an instant read from storage (already at microsecond precision).
+    pub fn from_utc(instant: DateTime<Utc>) -> Self {
+        Self(instant)
+    }
+
+    fn from_micros(micros: i64) -> Option<Self> {
+        DateTime::from_timestamp_micros(micros).map(Self)
+    }
+
+    /// The instant in UTC.
+    pub fn as_utc(&self) -> DateTime<Utc> {
+        self.0
+    }
+
+    /// Microseconds since the Unix epoch; the form the fingerprint uses.
+    pub fn unix_micros(&self) -> i64 {
+        self.0.timestamp_micros()
+    }
+}
+
+/// Formats an instant as the API writes every timestamp: RFC 3339 in UTC with `Z`, and only as
+/// many fractional digits as it needs (none, 3 or 6).
+pub fn format_timestamp(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A client-chosen key that makes a retry safe: 1–255 printable ASCII characters, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The longest key accepted.
+    pub const MAX_LEN: usize = 255;
+
+    /// Accepts a key, or says why not.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let field = "idempotency_key";
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::InvalidLength,
+                format!(
+                    "idempotency_key must be 1-{} characters long",
+                    Self::MAX_LEN
+                ),
+            ));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::InvalidIdempotencyKey,
+                "idempotency_key may hold only printable ASCII characters, without spaces",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Reads the `Idempotency-Key` header: a bare token or a structured-field string
+    /// (`"…"`, with `\"` and `\\` escapes).
+    pub fn from_header(raw: &[u8]) -> Result<Self, FieldError> {
+        let invalid = || {
+            FieldError::new(
+                "idempotency_key",
+                ErrorCode::InvalidIdempotencyKey,
+                "the Idempotency-Key header must be printable ASCII, bare or as a quoted string",
+            )
+        };
+        let text = std::str::from_utf8(raw).map_err(|_| invalid())?.trim();
+        let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) => unescape_sf_string(inner).ok_or_else(invalid)?,
+            None => text.to_owned(),
+        };
+        Self::parse(&unquoted)
+    }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Undoes the escapes of an RFC 8941 string's inside; `None` when an escape is malformed.
+fn unescape_sf_string(inner: &str) -> Option<String> {
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                e @ ('"' | '\\') => out.push(e),
+                _ => return None,
+            },
+            '"' => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// The event's payload: a JSON object, stored and returned as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventData(Map<String, Value>);
+
+impl EventData {
+    /// Accepts a JSON object nesting at most `max_depth` levels.
+    pub fn parse(value: Value, limits: &Limits) -> Result<Self, FieldError> {
+        let field = "data";
+        let Value::Object(map) = value else {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::InvalidType,
+                format!("data must be a JSON object, not {}", json_type_name(&value)),
+            ));
+        };
+        let depth = depth_of_object(&map);
+        if depth > limits.max_data_depth {
+            return Err(FieldError::new(
+                field,
+                ErrorCode::TooDeep,
+                format!(
+                    "data nests {depth} levels deep; the limit is {}",
+                    limits.max_data_depth
+                ),
+            ));
+        }
+        Ok(Self(map))
+    }
+
+    /// Wraps an object read from storage.
+    pub fn from_stored(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    /// The object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The object as a JSON value.
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+}
+
+/// How deeply an object nests: `{}` and `{"a":1}` are 1, `{"a":{"b":[]}}` is 3. Iterative, so a
+/// hostile input cannot overflow the stack here.
+fn depth_of_object(map: &Map<String, Value>) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 1)).collect();
+    while let Some((value, parent_depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(m) => Box::new(m.values()),
+            Value::Array(a) => Box::new(a.iter()),
+            _ => continue,
+        };
+        let depth = parent_depth + 1;
+        deepest = deepest.max(depth);
+        stack.extend(children.map(|c| (c, depth)));
+    }
+    deepest
+}
+
+/// The JSON type of a value, for messages.
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A valid event ready to be stored, with the fingerprint of its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    event_type: EventType,
+    occurred_at: OccurredAt,
+    idempotency_key: IdempotencyKey,
+    data: EventData,
+    fingerprint: Fingerprint,
+}
+
+impl NewEvent {
+    /// Builds an event from its parts and computes its fingerprint.
+    pub fn new(
+        event_type: EventType,
+        occurred_at: OccurredAt,
+        idempotency_key: IdempotencyKey,
+        data: EventData,
+    ) -> Self {
+        let fingerprint = Fingerprint::of(&event_type, &occurred_at, &data);
+        Self {
+            event_type,
+            occurred_at,
+            idempotency_key,
+            data,
+            fingerprint,
+        }
+    }
+
+    /// Turns a request body (already known to be a JSON object) into an event, reporting every
+    /// problem at once. `header_key` is the raw `Idempotency-Key` header, if one was sent.
+    pub fn parse(
+        body: Map<String, Value>,
+        header_key: Option<&[u8]>,
+        now: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut fields = body;
+
+        let mut unknown: Vec<String> = fields
+            .keys()
+            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        unknown.sort();
+        for name in unknown {
+            fields.remove(&name);
+            errors.push(unknown_field(name));
+        }
+
+        let event_type = take_string(&mut fields, "event_type")
+            .and_then(|raw| EventType::parse(&raw))
+            .map_err(|e| errors.push(e))
+            .ok();
+        let occurred_at = take_string(&mut fields, "occurred_at")
+            .and_then(|raw| OccurredAt::parse(&raw, now, limits))
+            .map_err(|e| errors.push(e))
+            .ok();
+        let idempotency_key = resolve_key(&mut fields, header_key)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let data = match fields.remove("data") {
+            Some(value) => EventData::parse(value, limits)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            None => {
+                errors.push(missing("data", "a JSON object"));
+                None
+            }
+        };
+
+        match (event_type, occurred_at, idempotency_key, data) {
+            (Some(t), Some(o), Some(k), Some(d)) if errors.is_empty() => Ok(Self::new(t, o, k, d)),
+            _ => Err(errors),
+        }
+    }
+
+    /// What happened.
+    pub fn event_type(&self) -> &EventType {
+        &self.event_type
+    }
+
+    /// When it happened.
+    pub fn occurred_at(&self) -> OccurredAt {
+        self.occurred_at
+    }
+
+    /// The client's key for this event.
+    pub fn idempotency_key(&self) -> &IdempotencyKey {
+        &self.idempotency_key
+    }
+
+    /// The payload.
+    pub fn data(&self) -> &EventData {
+        &self.data
+    }
+
+    /// The fingerprint of the payload, compared when a key is used again.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+}
+
+fn missing(field: &str, what: &str) -> FieldError {
+    FieldError::new(
+        field,
+        ErrorCode::MissingField,
+        format!("{field} is required ({what})"),
+    )
+}
+
+fn unknown_field(name: String) -> FieldError {
+    let suggestion = KNOWN_FIELDS
+        .iter()
+        .map(|known| (known, strsim::damerau_levenshtein(&name, known)))
+        .filter(|(_, distance)| *distance <= 2)
+        .min_by_key(|(_, distance)| *distance);
+    let message = match suggestion {
+        Some((known, _)) => format!("unknown field {name:?}; did you mean {known:?}?"),
+        None => format!(
+            "unknown field {name:?}; an event has only event_type, occurred_at, idempotency_key \
+             and data"
+        ),
+    };
+    FieldError::new(name, ErrorCode::UnknownField, message)
+}
+
+fn take_string(fields: &mut Map<String, Value>, field: &str) -> Result<String, FieldError> {
+    match fields.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(FieldError::new(
+            field,
+            ErrorCode::InvalidType,
+            format!("{field} must be a string, not {}", json_type_name(&other)),
+        )),
+        None => Err(missing(field, "a string")),
+    }
+}
+
+/// The key comes from the body, the header, or both; when both, they must agree.
+fn resolve_key(
+    fields: &mut Map<String, Value>,
+    header: Option<&[u8]>,
+) -> Result<IdempotencyKey, FieldError> {
+    let from_body = match fields.remove("idempotency_key") {
+        None => None,
+        Some(Value::String(s)) => Some(IdempotencyKey::parse(&s)?),
+        Some(other) => {
+            return Err(FieldError::new(
+                "idempotency_key",
+                ErrorCode::InvalidType,
+                format!(
+                    "idempotency_key must be a string, not {}",
+                    json_type_name(&other)
+                ),
+            ))
+        }
+    };
+    let from_header = header.map(IdempotencyKey::from_header).transpose()?;
+    match (from_body, from_header) {
+        (Some(body), Some(header)) if body != header => Err(FieldError::new(
+            "idempotency_key",
+            ErrorCode::IdempotencyKeyMismatch,
+            "the Idempotency-Key header and the body's idempotency_key differ",
+        )),
+        (Some(key), _) | (None, Some(key)) => Ok(key),
+        (None, None) => Err(missing(
+            "idempotency_key",
+            "a string in the body or the Idempotency-Key header",
+        )),
+    }
+}

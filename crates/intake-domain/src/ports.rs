@@ -1,0 +1,85 @@
+//! The repository traits: what the service needs from storage, and the errors it can get back.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::event::{EventId, NewEvent, TenantId};
+use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
+
+/// The outcome of storing an event: its id and when it was first received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// The stored event's id (the original one on a retry).
+    pub event_id: EventId,
+    /// When the event was first received.
+    pub received_at: DateTime<Utc>,
+    /// Whether an earlier request had already stored this event.
+    pub deduplicated: bool,
+}
+
+/// Why an event could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The tenant used this idempotency key for a different payload.
+    #[error("idempotency key already used for event {original} with a different payload")]
+    KeyReused {
+        /// The event that holds the key.
+        original: EventId,
+    },
+    /// Storage could not be reached; the request may be retried.
+    #[error("storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else; a defect or an unexpected state of storage.
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+/// Why a storage operation other than ingest failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Storage could not be reached; the request may be retried.
+    #[error("storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else.
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+/// Where events are stored, exactly once per tenant and idempotency key.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores `event` for `tenant` under `new_id` unless the tenant already has an event with
+    /// its key: then returns that one (when the payload matches) or
+    /// [`IngestError::KeyReused`]. Returns only once the event is durable.
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        event: &NewEvent,
+        new_id: EventId,
+    ) -> Result<Ingested, IngestError>;
+}
+
+/// Where API tokens are kept.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// The active (not revoked) token with this hash, if any.
+    async fn find_active(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Stores a new token.
+    async fn create(&self, token: &NewToken) -> Result<TokenRecord, StoreError>;
+
+    /// Every token, newest first, revoked ones included.
+    async fn list(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Revokes a token; `false` when no active token has that id.
+    async fn revoke(&self, id: TokenId) -> Result<bool, StoreError>;
+}

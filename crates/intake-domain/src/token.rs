@@ -1,0 +1,149 @@
+//! API tokens as the domain sees them: a hash, a tenant, a name and scopes.
+//!
+//! The secret itself never reaches storage; only its SHA-256 does. Tokens carry at least 128
+//! bits of randomness, so a fast hash is enough (there is nothing to brute-force).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::event::TenantId;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Ingest events.
+    EventsWrite,
+    /// Read events and the feed.
+    EventsRead,
+}
+
+impl Scope {
+    /// Every scope, for tokens created without an explicit list.
+    pub const ALL: [Scope; 2] = [Scope::EventsWrite, Scope::EventsRead];
+
+    /// The scope's name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EventsWrite => "events:write",
+            Self::EventsRead => "events:read",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "events:write" => Ok(Self::EventsWrite),
+            "events:read" => Ok(Self::EventsRead),
+            other => Err(format!(
+                "unknown scope {other:?}; scopes are events:write, events:read"
+            )),
+        }
+    }
+}
+
+/// The SHA-256 of a token's secret: what storage keeps and looks up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes a presented secret.
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Wraps bytes read from storage; `None` when they are not 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// A token's public id, written `tok_` + 32 hex digits; what `tokens revoke` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenId(Uuid);
+
+impl TokenId {
+    const PREFIX: &'static str = "tok_";
+
+    /// Wraps a UUID.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID behind the id.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.0.simple())
+    }
+}
+
+impl FromStr for TokenId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix(Self::PREFIX).unwrap_or(s);
+        Uuid::try_parse(hex)
+            .map(Self)
+            .map_err(|_| format!("{s:?} is not a token id (tok_ followed by 32 hex digits)"))
+    }
+}
+
+/// A token to be stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Its public id.
+    pub id: TokenId,
+    /// The hash of its secret.
+    pub hash: TokenHash,
+    /// The tenant it acts for.
+    pub tenant: TenantId,
+    /// A label for people.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// A stored token, without its secret.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// Its public id.
+    pub id: TokenId,
+    /// The tenant it acts for.
+    pub tenant: TenantId,
+    /// A label for people.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,96 @@
+//! Field errors and the limits that validation applies.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The machine-readable reason a field was rejected; stable, part of the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A required field is absent.
+    MissingField,
+    /// The field has the wrong JSON type (a number where a string belongs, say).
+    InvalidType,
+    /// A string is empty or longer than its limit.
+    InvalidLength,
+    /// An `event_type` with a character outside its alphabet or a bad first character.
+    InvalidEventType,
+    /// An `occurred_at` that is not an RFC 3339 date-time with an offset.
+    InvalidTimestamp,
+    /// An `occurred_at` further ahead of the server clock than the allowed skew.
+    TimestampInFuture,
+    /// An idempotency key with a space, a control or a non-ASCII character.
+    InvalidIdempotencyKey,
+    /// The `Idempotency-Key` header and the body's `idempotency_key` differ.
+    IdempotencyKeyMismatch,
+    /// `data` nests deeper than the configured limit.
+    TooDeep,
+    /// A top-level field the API does not know.
+    UnknownField,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingField => "missing_field",
+            Self::InvalidType => "invalid_type",
+            Self::InvalidLength => "invalid_length",
+            Self::InvalidEventType => "invalid_event_type",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::TimestampInFuture => "timestamp_in_future",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::IdempotencyKeyMismatch => "idempotency_key_mismatch",
+            Self::TooDeep => "too_deep",
+            Self::UnknownField => "unknown_field",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with one field of a request, reported to the client as
+/// `{"field","code","message"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The top-level field the problem is about (or the unknown field's name).
+    pub field: String,
+    /// The stable reason.
+    pub code: ErrorCode,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error with its message.
+    pub fn new(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The limits validation applies; configured under `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How far ahead of the server clock `occurred_at` may be.
+    pub max_future_skew: chrono::Duration,
+    /// How deeply `data` may nest (an object holding scalars has depth 1).
+    pub max_data_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_future_skew: chrono::Duration::hours(1),
+            max_data_depth: 32,
+        }
+    }
+}
