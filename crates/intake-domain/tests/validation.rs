@@ -232,13 +232,7 @@ fn the_idempotency_key_header_may_be_bare_or_a_quoted_string() {
             String::from_utf8_lossy(raw)
         );
     }
-    for raw in [
-        &b"\"unterminated"[..],
-        b"\"bad\\escape\"",
-        b"\"\"",
-        b"two words",
-        b"\xff\xfe",
-    ] {
+    for raw in [&b"\"bad\\escape\""[..], b"\"\"", b"two words", b"\xff\xfe"] {
         assert!(
             IdempotencyKey::from_header(raw).is_err(),
             "{:?} should be rejected",
