@@ -1,1 +1,72 @@
-//! placeholder
+//! PostgreSQL adapters of the repository traits of `intake-domain`.
+//!
+//! This is the only crate that writes SQL or knows sqlx. It owns connecting, migrating, and
+//! turning database failures into the domain's errors: a connection problem becomes
+//! `Unavailable` (the API answers 503), anything else `Unknown` (500, logged).
+
+mod errors;
+mod events;
+mod tokens;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+pub use sqlx::migrate::MigrateError;
+
+/// The migrations in the top-level `migrations/` folder, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// How the pool connects and how long a request may wait for a connection.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is told the database is unavailable.
+    pub acquire_timeout: Duration,
+}
+
+/// The PostgreSQL store: events and tokens in one database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Wraps an existing pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// A pool for `url` that connects lazily, so the server starts (and later recovers) even
+    /// while the database is down.
+    pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<Self, sqlx::Error> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options.application_name("intake"));
+        Ok(Self { pool })
+    }
+
+    /// The pool, for callers that need its statistics or to close it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    if !sqlx::Postgres::database_exists(url).await? {
+        sqlx::Postgres::create_database(url).await?;
+    }
+    Ok(())
+}
+
+/// Applies every pending migration. Safe to run twice and from several hosts at once: sqlx
+/// holds an advisory lock while it migrates.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    MIGRATOR.run(pool).await
+}
