@@ -56,7 +56,7 @@ impl From<StoreError> for IngestError {
 
 /// Where events are stored, exactly once per tenant and idempotency key.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
     /// Stores `event` for `tenant` under `new_id` unless the tenant already has an event with
     /// its key: then returns that one (when the payload matches) or
     /// [`IngestError::KeyReused`]. Returns only once the event is durable.
@@ -70,7 +70,7 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// Where API tokens are kept.
 #[async_trait]
-pub trait TokenStore: Send + Sync + 'static {
+pub trait TokenStore: std::fmt::Debug + Send + Sync + 'static {
     /// The active (not revoked) token with this hash, if any.
     async fn find_active(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
 

@@ -1,0 +1,142 @@
+//! Reading a JSON request body: its `Content-Type` and `Content-Encoding`, the size limit
+//! (applied to decompressed bytes, without ever holding more than the limit), and parsing.
+
+use std::io::Read;
+
+use actix_web::http::header;
+use actix_web::web::{self, BytesMut};
+use actix_web::HttpRequest;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::problem::ApiError;
+
+/// The body's encoding, from `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+}
+
+fn content_encoding(req: &HttpRequest) -> Result<Encoding, ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text.eq_ignore_ascii_case("identity") || text.is_empty() {
+        Ok(Encoding::Identity)
+    } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+        Ok(Encoding::Gzip)
+    } else {
+        Err(ApiError::UnsupportedContentEncoding(
+            String::from_utf8_lossy(value.as_bytes()).into(),
+        ))
+    }
+}
+
+/// Accepts `application/json` and `application/<anything>+json`, with a UTF-8 charset if any.
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedContentType(
+            "send Content-Type: application/json".into(),
+        ));
+    };
+    let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    let unsupported = || {
+        ApiError::UnsupportedContentType(format!(
+            "Content-Type {shown:?} is not supported; send application/json"
+        ))
+    };
+    let mime: mime::Mime = value
+        .to_str()
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(unsupported)?;
+    let is_json = mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
+    let utf8 = mime
+        .get_param(mime::CHARSET)
+        .is_none_or(|c| c == mime::UTF_8);
+    if is_json && utf8 {
+        Ok(())
+    } else {
+        Err(unsupported())
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it is known to exceed `limit` bytes once
+/// decompressed.
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let encoding = content_encoding(req)?;
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    // A declared length over the limit is refused before a byte is read. Compressed bytes are
+    // held to the same limit: gzip grows only a body that does not compress, by a few bytes.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut raw = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::UnreadableBody(e.to_string()))?;
+        if raw.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    match encoding {
+        Encoding::Identity => Ok(raw.to_vec()),
+        Encoding::Gzip => gunzip_limited(&raw, limit),
+    }
+}
+
+/// Decompresses at most `limit` bytes; a stream that would inflate past it is refused after
+/// `limit + 1` bytes, whatever its full size (a gzip bomb costs no more than the limit).
+fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let decoder = flate2::read::MultiGzDecoder::new(compressed);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit + 1));
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::InvalidBody(format!("the gzip body is corrupt: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Reads a JSON object body: checks the media type and encoding, applies the limit, then
+/// parses.
+pub async fn json_object(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    require_json(req)?;
+    let bytes = read_limited(req, payload, limit).await?;
+    parse_object(&bytes)
+}
+
+/// Parses bytes as a JSON object, telling invalid UTF-8, malformed JSON and other JSON values
+/// apart.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidUtf8)?;
+    if text.trim().is_empty() {
+        return Err(ApiError::InvalidJson("the body is empty".into()));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ApiError::InvalidBody(format!(
+            "the body must be a JSON object, not {}",
+            intake_domain::event::json_type_name(&other)
+        ))),
+        Err(e) => Err(ApiError::InvalidJson(e.to_string())),
+    }
+}

@@ -1,0 +1,273 @@
+//! Every error the API answers with, rendered as an RFC 9457 `application/problem+json`.
+//!
+//! Each kind has a stable `type` URI pointing at its section of the troubleshooting guide
+//! (`docs/troubleshooting.md`, served at `/docs/troubleshooting`). A 500 says nothing about its
+//! cause to the client; the cause chain goes to the log.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use intake_domain::{EventId, FieldError, IngestError, Scope, StoreError};
+use serde::Serialize;
+
+use crate::request_context;
+
+/// Where the `type` URIs point: the troubleshooting guide as the server serves it.
+pub const TYPE_BASE: &str = "/docs/troubleshooting#";
+
+/// Seconds a client should wait before retrying when the database is unavailable.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is not UTF-8.
+    #[error("the body is not valid UTF-8")]
+    InvalidUtf8,
+    /// The body is JSON but not of the expected shape.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// The body could not be read (a broken transfer encoding, a dropped stream).
+    #[error("the body could not be read: {0}")]
+    UnreadableBody(String),
+    /// One or more fields are invalid.
+    #[error("the event has {} invalid field(s)", .0.len())]
+    Validation(Vec<FieldError>),
+    /// No usable credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Credentials without the needed scope.
+    #[error("this token lacks the {0} scope")]
+    Forbidden(Scope),
+    /// No such route.
+    #[error("no route {method} {path}")]
+    NotFound {
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+    },
+    /// The route exists with other methods.
+    #[error("{method} is not allowed here; allowed: {}", allowed_list(.allowed))]
+    MethodNotAllowed {
+        /// The request's method.
+        method: Method,
+        /// The methods the route takes.
+        allowed: Vec<Method>,
+    },
+    /// The body exceeds the limit.
+    #[error("the body exceeds {limit} bytes (counted after decompression)")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A `Content-Type` other than JSON.
+    #[error("{0}")]
+    UnsupportedContentType(String),
+    /// A `Content-Encoding` other than gzip or identity.
+    #[error("Content-Encoding {0:?} is not supported; send gzip or identity")]
+    UnsupportedContentEncoding(String),
+    /// The idempotency key holds another payload.
+    #[error(
+        "idempotency key already used for event {original} with a different payload; use a new \
+         key for a new event"
+    )]
+    KeyReused {
+        /// The event that holds the key.
+        original: EventId,
+    },
+    /// The database is unreachable.
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable(#[source] anyhow::Error),
+    /// A defect; logged, not explained to the client.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn allowed_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One kind of problem: its slug (the `type` URI's fragment and the guide's section) and title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemKind {
+    /// The fragment of the `type` URI.
+    pub slug: &'static str,
+    /// The `title`.
+    pub title: &'static str,
+}
+
+macro_rules! kinds {
+    ($($name:ident = $slug:literal, $title:literal;)*) => {
+        impl ProblemKind {
+            $(
+                #[doc = $title]
+                pub const $name: ProblemKind = ProblemKind { slug: $slug, title: $title };
+            )*
+            /// Every kind the server can emit.
+            pub const ALL: &'static [ProblemKind] = &[$(ProblemKind::$name),*];
+        }
+    };
+}
+
+kinds! {
+    INVALID_JSON = "invalid-json", "Malformed JSON";
+    INVALID_UTF8 = "invalid-utf8", "Body is not UTF-8";
+    INVALID_BODY = "invalid-body", "Body has the wrong shape";
+    UNREADABLE_BODY = "unreadable-body", "Body could not be read";
+    VALIDATION_FAILED = "validation-failed", "Invalid event";
+    UNAUTHORIZED = "unauthorized", "Missing or invalid token";
+    FORBIDDEN = "forbidden", "Token lacks a scope";
+    NOT_FOUND = "not-found", "Not found";
+    METHOD_NOT_ALLOWED = "method-not-allowed", "Method not allowed";
+    PAYLOAD_TOO_LARGE = "payload-too-large", "Body too large";
+    UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type", "Unsupported Content-Type";
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", "Unsupported Content-Encoding";
+    IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", "Idempotency key reused";
+    SERVICE_UNAVAILABLE = "service-unavailable", "Database unavailable";
+    INTERNAL_ERROR = "internal-error", "Internal error";
+}
+
+impl ProblemKind {
+    /// The `type` URI.
+    pub fn type_uri(&self) -> String {
+        format!("{TYPE_BASE}{}", self.slug)
+    }
+}
+
+impl ApiError {
+    /// The kind of problem this is.
+    pub fn kind(&self) -> ProblemKind {
+        match self {
+            Self::InvalidJson(_) => ProblemKind::INVALID_JSON,
+            Self::InvalidUtf8 => ProblemKind::INVALID_UTF8,
+            Self::InvalidBody(_) => ProblemKind::INVALID_BODY,
+            Self::UnreadableBody(_) => ProblemKind::UNREADABLE_BODY,
+            Self::Validation(_) => ProblemKind::VALIDATION_FAILED,
+            Self::Unauthorized(_) => ProblemKind::UNAUTHORIZED,
+            Self::Forbidden(_) => ProblemKind::FORBIDDEN,
+            Self::NotFound { .. } => ProblemKind::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => ProblemKind::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => ProblemKind::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedContentType(_) => ProblemKind::UNSUPPORTED_CONTENT_TYPE,
+            Self::UnsupportedContentEncoding(_) => ProblemKind::UNSUPPORTED_CONTENT_ENCODING,
+            Self::KeyReused { .. } => ProblemKind::IDEMPOTENCY_KEY_REUSED,
+            Self::Unavailable(_) => ProblemKind::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => ProblemKind::INTERNAL_ERROR,
+        }
+    }
+}
+
+/// The problem document.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_)
+            | Self::InvalidUtf8
+            | Self::InvalidBody(_)
+            | Self::UnreadableBody(_)
+            | Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedContentType(_) | Self::UnsupportedContentEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let status = self.status_code();
+        let kind = self.kind();
+        let problem = Problem {
+            r#type: kind.type_uri(),
+            title: kind.title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            request_id: request_context::current_request_id(),
+            errors: match self {
+                Self::Validation(errors) => Some(errors),
+                _ => None,
+            },
+            event_id: match self {
+                Self::KeyReused { original } => Some(original.to_string()),
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        match self {
+            Self::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"intake\""));
+            }
+            Self::MethodNotAllowed { allowed, .. } => {
+                if let Ok(value) = HeaderValue::from_str(&allowed_list(allowed)) {
+                    response.insert_header((header::ALLOW, value));
+                }
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        match serde_json::to_vec(&problem) {
+            Ok(body) => response.body(body),
+            Err(_) => response.finish(),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::KeyReused { original } => Self::KeyReused { original },
+            IngestError::Unavailable(cause) => Self::Unavailable(cause),
+            IngestError::Unknown(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Unknown(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<Vec<FieldError>> for ApiError {
+    fn from(errors: Vec<FieldError>) -> Self {
+        Self::Validation(errors)
+    }
+}

@@ -1,0 +1,222 @@
+//! Configuration: `config/base.toml`, then the profile named by `INTAKE_ENV` (default `local`),
+//! then `INTAKE__SECTION__KEY` environment variables, then `DATABASE_URL`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use intake_domain::{Limits, Scope, TenantId};
+use serde::Deserialize;
+
+/// Every setting; `config/base.toml` documents each key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// The profile that was loaded (`local`, `production`, …); not a file key.
+    #[serde(skip)]
+    pub environment: String,
+    /// Listening and shutdown.
+    pub server: ServerSettings,
+    /// The database connection.
+    pub database: DatabaseSettings,
+    /// Request limits.
+    pub limits: LimitSettings,
+    /// Authentication.
+    pub auth: AuthSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Grace period for in-flight requests on SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Time a client has to send the request head.
+    pub client_request_timeout_ms: u64,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL.
+    pub url: String,
+    /// Pool size per process.
+    pub max_connections: u32,
+    /// Wait for a connection before answering 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// The pool settings for storage.
+    pub fn pool(&self) -> intake_storage::PoolSettings {
+        intake_storage::PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// Largest single-event body after decompression.
+    pub max_body_bytes: usize,
+    /// Largest batch body after decompression.
+    pub max_batch_body_bytes: usize,
+    /// Allowed clock skew for `occurred_at`.
+    pub max_future_skew_secs: i64,
+    /// Deepest nesting of `data`.
+    pub max_data_depth: usize,
+}
+
+impl LimitSettings {
+    /// The limits the domain's validation applies.
+    pub fn validation(&self) -> Limits {
+        Limits {
+            max_future_skew: chrono::Duration::seconds(self.max_future_skew_secs),
+            max_data_depth: self.max_data_depth,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Lifetime of a cached token lookup.
+    pub cache_ttl_ms: u64,
+    /// Tokens from configuration (local profile only).
+    pub dev_tokens: Vec<DevToken>,
+}
+
+/// One configured token.
+#[derive(Clone, Deserialize)]
+pub struct DevToken {
+    /// The secret as clients send it.
+    pub token: String,
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// Its scopes, by name.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for DevToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevToken")
+            .field("tenant", &self.tenant)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevToken {
+    /// The tenant and scopes, checked.
+    pub fn principal(&self) -> anyhow::Result<(TenantId, Vec<Scope>)> {
+        let tenant = TenantId::parse(&self.tenant).map_err(anyhow::Error::msg)?;
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|s| s.parse::<Scope>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        Ok((tenant, scopes))
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter.
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Pretty,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Settings {
+    /// The folder with `base.toml` and the profiles: `INTAKE_CONFIG_DIR`, else `./config`.
+    pub fn default_dir() -> PathBuf {
+        std::env::var_os("INTAKE_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "config".into())
+    }
+
+    /// Loads the settings of the profile named by `INTAKE_ENV` (default `local`) from `dir`,
+    /// with the environment's overrides.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let environment = std::env::var("INTAKE_ENV").unwrap_or_else(|_| "local".into());
+        Self::load_profile(dir, &environment)
+    }
+
+    /// Loads the settings of `profile` from `dir`, with the environment's overrides.
+    pub fn load_profile(dir: &Path, profile: &str) -> anyhow::Result<Self> {
+        let base = dir.join("base.toml");
+        let profile_file = dir.join(format!("{profile}.toml"));
+        if !base.is_file() {
+            bail!(
+                "no {} (run from the project folder, or set INTAKE_CONFIG_DIR)",
+                base.display()
+            );
+        }
+        if !profile_file.is_file() {
+            bail!(
+                "INTAKE_ENV={profile:?} has no profile file {}; profiles are local and production",
+                profile_file.display()
+            );
+        }
+        let settings = config::Config::builder()
+            .add_source(config::File::from(base))
+            .add_source(config::File::from(profile_file))
+            .add_source(
+                config::Environment::with_prefix("INTAKE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .set_override_option("database.url", std::env::var("DATABASE_URL").ok())?
+            .build()
+            .context("reading configuration")?;
+        let mut settings: Settings = settings
+            .try_deserialize()
+            .context("configuration has a bad value")?;
+        settings.environment = profile.to_owned();
+        Ok(settings)
+    }
+
+    /// Whether this is the production profile.
+    pub fn is_production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    /// Refuses settings that must not run: dev tokens in production, an unusable dev token.
+    pub fn check_for_serving(&self) -> anyhow::Result<()> {
+        if self.is_production() && !self.auth.dev_tokens.is_empty() {
+            bail!(
+                "refusing to start: INTAKE_ENV=production with {} dev token(s) configured; dev \
+                 tokens belong only to the local profile (create real ones with `intake tokens \
+                 create`)",
+                self.auth.dev_tokens.len()
+            );
+        }
+        for token in &self.auth.dev_tokens {
+            token
+                .principal()
+                .context("a configured dev token is invalid")?;
+        }
+        Ok(())
+    }
+}
