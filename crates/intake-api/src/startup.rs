@@ -82,9 +82,15 @@ impl Application {
     /// Connects storage (lazily: the server starts while the database is down) and binds the
     /// listener; port 0 picks a free port.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
-        settings.check_for_serving()?;
         let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
             .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
+        Self::build_with_store(settings, store)
+    }
+
+    /// Like [`Application::build`], over a store whose pool the caller made (tests pass the
+    /// database that `#[sqlx::test]` gives them).
+    pub fn build_with_store(settings: &Settings, store: PgStore) -> anyhow::Result<Self> {
+        settings.check_for_serving()?;
         let shared = Arc::new(store.clone());
         let state = web::Data::new(AppState::new(settings, shared.clone(), shared)?);
         let address = format!("{}:{}", settings.server.host, settings.server.port);

@@ -1,0 +1,48 @@
+# The commands a person runs. `make run` and `make test` find or start PostgreSQL themselves
+# (see scripts/db): DATABASE_URL if set, else 127.0.0.1:5432, else docker compose, else a
+# throwaway cluster from this machine's initdb/pg_ctl.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+DB_NAME ?= intake
+
+.PHONY: run test lint fmt fmt-check migrate db-up db-down build
+
+## Serve on 127.0.0.1:8080 with the local profile (dev token test_123, tenant dev).
+run:
+	@server=$$(scripts/db url); \
+	export DATABASE_URL=$${DATABASE_URL:-$$server/$(DB_NAME)}; \
+	$(CARGO) build --bin intake; \
+	$(CARGO) run --quiet --bin intake -- migrate; \
+	exec $(CARGO) run --quiet --bin intake -- serve
+
+## Formatting, lints, then every test against a real PostgreSQL.
+test: fmt-check lint
+	scripts/db with $(CARGO) test --workspace --all-targets --no-fail-fast
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## Create the database if needed and apply migrations/ (also: sqlx migrate run).
+migrate:
+	@server=$$(scripts/db url); \
+	export DATABASE_URL=$${DATABASE_URL:-$$server/$(DB_NAME)}; \
+	$(CARGO) run --quiet --bin intake -- migrate
+
+## Start (or find) PostgreSQL and print its URL.
+db-up:
+	@scripts/db url
+
+## Stop a PostgreSQL that db-up / run started.
+db-down:
+	@scripts/db down
+
+build:
+	$(CARGO) build --release --bin intake

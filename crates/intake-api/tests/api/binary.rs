@@ -1,0 +1,241 @@
+//! The `intake` binary itself: its commands against the test's database, and `serve` as a
+//! process (logs, SIGTERM).
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::CONTENT_TYPE;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{config_dir, DEV_TOKEN};
+
+/// The URL of the database a `#[sqlx::test]` pool is connected to.
+async fn database_url(pool: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .expect("name");
+    with_database(&name)
+}
+
+/// DATABASE_URL (the test server) with another database name.
+fn with_database(name: &str) -> String {
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base.to_owned(), format!("?{query}")),
+        None => (server.clone(), String::new()),
+    };
+    let base = base.trim_end_matches('/');
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server_part = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{server_part}/{name}{query}")
+}
+
+fn intake(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("INTAKE_CONFIG_DIR", config_dir())
+        .env_remove("INTAKE_ENV")
+        .output()
+        .expect("intake runs")
+}
+
+#[track_caller]
+fn assert_success(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn tokens_can_be_created_listed_and_revoked(pool: PgPool) {
+    let url = database_url(&pool).await;
+
+    let created = intake(
+        &url,
+        &[
+            "tokens",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ci",
+            "--scope",
+            "events:write",
+        ],
+    );
+    let secret = assert_success(&created).trim().to_owned();
+    assert!(
+        secret.starts_with("itk_") && secret.len() == 4 + 64,
+        "token {secret:?}"
+    );
+
+    let listed = assert_success(&intake(&url, &["tokens", "list"]));
+    let line = listed
+        .lines()
+        .find(|l| l.contains("acme"))
+        .expect("token listed");
+    assert!(
+        line.contains("events:write") && line.contains("active"),
+        "{line}"
+    );
+    assert!(!listed.contains(&secret), "list never shows a secret");
+    let id = line.split('\t').next().expect("id column").to_owned();
+    assert!(id.starts_with("tok_"), "{id}");
+
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+        .fetch_one(&pool)
+        .await
+        .expect("row");
+    assert_ne!(hash, secret.as_bytes(), "only a hash is stored");
+
+    assert_success(&intake(&url, &["tokens", "revoke", &id]));
+    let listed = assert_success(&intake(&url, &["tokens", "list"]));
+    assert!(listed.contains("revoked"), "{listed}");
+    let again = intake(&url, &["tokens", "revoke", &id]);
+    assert!(!again.status.success(), "revoking twice fails");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no active token"));
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn tokens_create_rejects_an_unknown_scope_or_tenant(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let bad_scope = intake(
+        &url,
+        &[
+            "tokens",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "x",
+            "--scope",
+            "events:delete",
+        ],
+    );
+    assert!(!bad_scope.status.success());
+    assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("unknown scope"));
+    let bad_tenant = intake(
+        &url,
+        &["tokens", "create", "--tenant", "Not Valid", "--name", "x"],
+    );
+    assert!(!bad_tenant.status.success());
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn migrate_creates_the_database_and_is_safe_to_run_twice(pool: PgPool) {
+    let name = format!("intake_migrate_{}", uuid::Uuid::new_v4().simple());
+    let url = with_database(&name);
+    assert_success(&intake(&url, &["migrate"]));
+    assert_success(&intake(&url, &["migrate"]));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .expect("migrations table");
+    assert_eq!(applied as usize, intake_storage::MIGRATOR.iter().count());
+    <sqlx::PgConnection as sqlx::Connection>::close(conn)
+        .await
+        .expect("close");
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("drop");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("INTAKE_CONFIG_DIR", config_dir())
+        .env("INTAKE__SERVER__PORT", port.to_string())
+        .env("RUST_LOG", "debug")
+        .env_remove("INTAKE_ENV")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let marker = "very-private-value-8c1f";
+    let body = json!({
+        "event_type": "user.created",
+        "occurred_at": "2025-12-22T10:30:00Z",
+        "idempotency_key": "log-check",
+        "data": {"secret": marker}
+    });
+    let status = loop {
+        let sent = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        match sent {
+            Ok(response) => break response.status(),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("server never answered: {e}"),
+        }
+    };
+    assert_eq!(status, 200);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let exit = child.wait().expect("exits");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .expect("read logs");
+    assert!(exit.success(), "exit {exit:?}; logs: {logs}");
+    assert!(
+        logs.contains("request finished"),
+        "a line per request: {logs}"
+    );
+    assert!(
+        !logs.contains(DEV_TOKEN),
+        "a token reached the logs: {logs}"
+    );
+    assert!(
+        !logs.contains(marker),
+        "event data reached the logs: {logs}"
+    );
+}

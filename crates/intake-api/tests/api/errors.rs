@@ -1,0 +1,293 @@
+//! Every error status of contract §5, each with its problem document.
+
+use std::io::Write;
+
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::{
+    expect_problem, quick_start_event, spawn_app, spawn_app_without_database, DEV_TOKEN,
+};
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn malformed_json_is_400_invalid_json(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for body in ["{", "{\"event_type\": }", "nope", "", "{\"a\":1} trailing"] {
+        let (_, problem) = expect_problem(app.post_events().body(body), 400, "invalid-json").await;
+        assert!(problem["detail"].is_string(), "for {body:?}");
+    }
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn invalid_utf8_is_400_invalid_utf8(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = b"{\"event_type\":\"\xff\xfe\"}".to_vec();
+    expect_problem(app.post_events().body(body), 400, "invalid-utf8").await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_body_that_is_not_an_object_is_400_invalid_body(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for body in [
+        "[]",
+        "[{\"event_type\":\"t\"}]",
+        "\"text\"",
+        "42",
+        "null",
+        "true",
+    ] {
+        expect_problem(app.post_events().body(body), 400, "invalid-body").await;
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn every_invalid_field_is_reported_at_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = json!({
+        "event_type": ".bad",
+        "occured_at": "2025-12-22T10:30:00Z",
+        "idempotency_key": "has space",
+        "data": "not an object",
+    });
+    let (_, problem) = expect_problem(
+        app.post_events().body(body.to_string()),
+        400,
+        "validation-failed",
+    )
+    .await;
+    let errors = problem["errors"].as_array().expect("errors array");
+    let fields: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap_or(""),
+                e["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for want in [
+        ("occured_at", "unknown_field"),
+        ("event_type", "invalid_event_type"),
+        ("occurred_at", "missing_field"),
+        ("idempotency_key", "invalid_idempotency_key"),
+        ("data", "invalid_type"),
+    ] {
+        assert!(fields.contains(&want), "missing {want:?} in {fields:?}");
+    }
+    assert!(errors.iter().all(|e| e["message"].is_string()), "{problem}");
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn occurred_at_without_offset_or_far_in_the_future_is_rejected(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let future = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    for (value, code) in [
+        ("2025-12-22", "invalid_timestamp"),
+        ("2025-12-22T10:30:00", "invalid_timestamp"),
+        (future.as_str(), "timestamp_in_future"),
+    ] {
+        let mut body = quick_start_event();
+        body["occurred_at"] = json!(value);
+        let (_, problem) = expect_problem(
+            app.post_events().body(body.to_string()),
+            400,
+            "validation-failed",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "occurred_at", "for {value}");
+        assert_eq!(problem["errors"][0]["code"], code, "for {value}");
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_content_type_other_than_json_is_415(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = quick_start_event().to_string();
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin1",
+        "garbage",
+    ] {
+        let request = app
+            .client
+            .post(app.url("/v1/events"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, content_type)
+            .body(body.clone());
+        expect_problem(request, 415, "unsupported-content-type").await;
+    }
+    let without = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .body(body.clone());
+    expect_problem(without, 415, "unsupported-content-type").await;
+    for content_type in [
+        "application/json; charset=utf-8",
+        "application/cloudevents+json",
+    ] {
+        let request = app
+            .client
+            .post(app.url("/v1/events"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, content_type)
+            .body(body.clone());
+        assert_eq!(
+            request.send().await.expect("sent").status(),
+            200,
+            "{content_type}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_content_encoding_other_than_gzip_or_identity_is_415(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for encoding in ["br", "deflate", "zstd"] {
+        let request = app
+            .post_events()
+            .header("Content-Encoding", encoding)
+            .body(quick_start_event().to_string());
+        expect_problem(request, 415, "unsupported-content-encoding").await;
+    }
+    let identity = app
+        .post_events()
+        .header("Content-Encoding", "identity")
+        .body(quick_start_event().to_string());
+    assert_eq!(identity.send().await.expect("sent").status(), 200);
+}
+
+fn oversized_event(bytes: usize) -> String {
+    let mut body = quick_start_event();
+    body["data"] = json!({ "pad": "x".repeat(bytes) });
+    body.to_string()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_body_over_one_mebibyte_is_413(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let request = app.post_events().body(oversized_event(1024 * 1024));
+    let (_, problem) = expect_problem(request, 413, "payload-too-large").await;
+    assert!(
+        problem["detail"].as_str().unwrap_or("").contains("1048576"),
+        "{problem}"
+    );
+    // Just under the limit is fine.
+    let fits = oversized_event(1024 * 1024 - 300);
+    assert!(fits.len() <= 1024 * 1024);
+    assert_eq!(
+        app.post_events()
+            .body(fits)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_streamed_body_without_length_is_cut_off_at_the_limit(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 64 * 1024])).collect();
+    let stream = futures_util::stream::iter(chunks);
+    let request = app.post_events().body(reqwest::Body::wrap_stream(stream));
+    expect_problem(request, 413, "payload-too-large").await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_gzip_bomb_is_413(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1024 * 1024];
+    for _ in 0..64 {
+        encoder.write_all(&zeros).expect("compress");
+    }
+    let bomb = encoder.finish().expect("compress");
+    assert!(
+        bomb.len() < 200 * 1024,
+        "64 MiB of spaces compress small: {}",
+        bomb.len()
+    );
+    let request = app
+        .post_events()
+        .header("Content-Encoding", "gzip")
+        .body(bomb);
+    expect_problem(request, 413, "payload-too-large").await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn an_unknown_route_is_a_404_problem(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for path in ["/", "/v2/events", "/v1/event", "/v1/events/extra/segments"] {
+        expect_problem(app.client.get(app.url(path)), 404, "not-found").await;
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_wrong_method_is_405_with_allow(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let (headers, _) = expect_problem(
+            app.client.request(method.clone(), app.url("/v1/events")),
+            405,
+            "method-not-allowed",
+        )
+        .await;
+        let allow = headers
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(allow.contains("POST"), "{method}: Allow is {allow:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_503_with_retry_after() {
+    let app = spawn_app_without_database().await;
+    let started = std::time::Instant::now();
+    let (headers, _) = expect_problem(
+        app.post_events().body(quick_start_event().to_string()),
+        503,
+        "service-unavailable",
+    )
+    .await;
+    assert!(headers.get(RETRY_AFTER).is_some(), "Retry-After is set");
+    // Bounded by the acquire timeout (0.5 s here), with generous room for a slow machine.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = app
+        .post_events()
+        .header("X-Request-Id", "client-abc.123")
+        .body(quick_start_event().to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.headers()["x-request-id"], "client-abc.123");
+
+    let (headers, problem) = expect_problem(
+        app.client
+            .get(app.url("/nope"))
+            .header("X-Request-Id", "bad id with spaces"),
+        404,
+        "not-found",
+    )
+    .await;
+    let echoed = headers["x-request-id"].to_str().expect("ascii");
+    assert_ne!(echoed, "bad id with spaces");
+    assert_eq!(problem["request_id"], echoed);
+    let _: Value = problem;
+}

@@ -1,0 +1,7 @@
+//! The real server on a random port against a real PostgreSQL, spoken to over HTTP.
+
+mod auth;
+mod binary;
+mod errors;
+mod helpers;
+mod ingest;
