@@ -95,21 +95,25 @@ fn allowed_list(methods: &[Method]) -> String {
         .join(", ")
 }
 
-/// One kind of problem: its slug (the `type` URI's fragment and the guide's section) and title.
+/// One kind of problem: its slug (the `type` URI's fragment and the guide's section), its
+/// HTTP status and its title.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProblemKind {
     /// The fragment of the `type` URI.
     pub slug: &'static str,
+    /// The HTTP status.
+    pub status: u16,
     /// The `title`.
     pub title: &'static str,
 }
 
 macro_rules! kinds {
-    ($($name:ident = $slug:literal, $title:literal;)*) => {
+    ($($name:ident = $slug:literal, $status:literal, $title:literal;)*) => {
         impl ProblemKind {
             $(
                 #[doc = $title]
-                pub const $name: ProblemKind = ProblemKind { slug: $slug, title: $title };
+                pub const $name: ProblemKind =
+                    ProblemKind { slug: $slug, status: $status, title: $title };
             )*
             /// Every kind the server can emit.
             pub const ALL: &'static [ProblemKind] = &[$(ProblemKind::$name),*];
@@ -118,21 +122,21 @@ macro_rules! kinds {
 }
 
 kinds! {
-    INVALID_JSON = "invalid-json", "Malformed JSON";
-    INVALID_UTF8 = "invalid-utf8", "Body is not UTF-8";
-    INVALID_BODY = "invalid-body", "Body has the wrong shape";
-    UNREADABLE_BODY = "unreadable-body", "Body could not be read";
-    VALIDATION_FAILED = "validation-failed", "Invalid event";
-    UNAUTHORIZED = "unauthorized", "Missing or invalid token";
-    FORBIDDEN = "forbidden", "Token lacks a scope";
-    NOT_FOUND = "not-found", "Not found";
-    METHOD_NOT_ALLOWED = "method-not-allowed", "Method not allowed";
-    PAYLOAD_TOO_LARGE = "payload-too-large", "Body too large";
-    UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type", "Unsupported Content-Type";
-    UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", "Unsupported Content-Encoding";
-    IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", "Idempotency key reused";
-    SERVICE_UNAVAILABLE = "service-unavailable", "Database unavailable";
-    INTERNAL_ERROR = "internal-error", "Internal error";
+    INVALID_JSON = "invalid-json", 400, "Malformed JSON";
+    INVALID_UTF8 = "invalid-utf8", 400, "Body is not UTF-8";
+    INVALID_BODY = "invalid-body", 400, "Body has the wrong shape";
+    UNREADABLE_BODY = "unreadable-body", 400, "Body could not be read";
+    VALIDATION_FAILED = "validation-failed", 400, "Invalid event";
+    UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
+    FORBIDDEN = "forbidden", 403, "Token lacks a scope";
+    NOT_FOUND = "not-found", 404, "Not found";
+    METHOD_NOT_ALLOWED = "method-not-allowed", 405, "Method not allowed";
+    PAYLOAD_TOO_LARGE = "payload-too-large", 413, "Body too large";
+    UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type", 415, "Unsupported Content-Type";
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
+    IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
+    SERVICE_UNAVAILABLE = "service-unavailable", 503, "Database unavailable";
+    INTERNAL_ERROR = "internal-error", 500, "Internal error";
 }
 
 impl ProblemKind {
@@ -181,24 +185,7 @@ struct Problem<'a> {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidJson(_)
-            | Self::InvalidUtf8
-            | Self::InvalidBody(_)
-            | Self::UnreadableBody(_)
-            | Self::Validation(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedContentType(_) | Self::UnsupportedContentEncoding(_) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            Self::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.kind().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {

@@ -1,0 +1,116 @@
+//! The handlers over in-memory repositories: fast checks of the HTTP mapping. The real
+//! PostgreSQL path is covered by the `api` tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
+use actix_web::web;
+use intake_api::settings::Settings;
+use intake_api::startup::{app, AppState};
+use intake_domain::memory::{MemoryEventStore, MemoryTokenStore};
+use serde_json::{json, Value};
+
+fn state(events: Arc<MemoryEventStore>) -> web::Data<AppState> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let settings = Settings::load_profile(&dir, "local").expect("local profile");
+    web::Data::new(
+        AppState::new(&settings, events, Arc::new(MemoryTokenStore::default())).expect("state"),
+    )
+}
+
+fn event(plan: &str) -> Value {
+    json!({
+        "event_type": "user.created",
+        "occurred_at": "2025-12-22T10:30:00Z",
+        "idempotency_key": "k-1",
+        "data": {"plan": plan}
+    })
+}
+
+fn post(body: &Value) -> TestRequest {
+    TestRequest::post()
+        .uri("/v1/events")
+        .insert_header(("Authorization", "Bearer test_123"))
+        .insert_header(("Content-Type", "application/json"))
+        .set_payload(body.to_string())
+}
+
+#[actix_web::test]
+async fn a_replay_returns_the_stored_answer_with_the_replay_header() {
+    let events = Arc::new(MemoryEventStore::default());
+    let service = init_service(app(state(events.clone()))).await;
+    let first = call_service(&service, post(&event("pro")).to_request()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = read_body_json(first).await;
+    let again = call_service(&service, post(&event("pro")).to_request()).await;
+    assert_eq!(
+        again
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let again: Value = read_body_json(again).await;
+    assert_eq!(again["event_id"], first["event_id"]);
+    assert_eq!(again["received_at"], first["received_at"]);
+    assert_eq!(events.len(), 1);
+}
+
+#[actix_web::test]
+async fn a_reused_key_maps_to_422_with_the_original_id() {
+    let events = Arc::new(MemoryEventStore::default());
+    let service = init_service(app(state(events.clone()))).await;
+    let first: Value =
+        read_body_json(call_service(&service, post(&event("pro")).to_request()).await).await;
+    let reused = call_service(&service, post(&event("free")).to_request()).await;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = read_body_json(reused).await;
+    assert_eq!(problem["event_id"], first["event_id"]);
+}
+
+#[actix_web::test]
+async fn an_unavailable_store_maps_to_503_with_retry_after() {
+    let events = Arc::new(MemoryEventStore::default());
+    events.set_unavailable(true);
+    let service = init_service(app(state(events.clone()))).await;
+    let response = call_service(&service, post(&event("pro")).to_request()).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let problem: Value = read_body_json(response).await;
+    assert_eq!(problem["request_id"].as_str(), request_id.as_deref());
+    assert_eq!(problem["type"], "/docs/troubleshooting#service-unavailable");
+}
+
+#[actix_web::test]
+async fn an_unauthenticated_request_never_reaches_the_store() {
+    let events = Arc::new(MemoryEventStore::default());
+    let service = init_service(app(state(events.clone()))).await;
+    let request = TestRequest::post()
+        .uri("/v1/events")
+        .insert_header(("Content-Type", "application/json"))
+        .set_payload(event("pro").to_string())
+        .to_request();
+    let response = call_service(&service, request).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(events.is_empty());
+}
+
+#[actix_web::test]
+async fn the_troubleshooting_guide_is_served() {
+    let service = init_service(app(state(Arc::new(MemoryEventStore::default())))).await;
+    let response = call_service(
+        &service,
+        TestRequest::get().uri("/docs/troubleshooting").to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = actix_web::test::read_body(response).await;
+    assert!(String::from_utf8_lossy(&body).contains("# Event Intake API issues"));
+}
