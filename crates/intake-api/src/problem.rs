@@ -234,11 +234,21 @@ impl ResponseError for ApiError {
     }
 }
 
+impl ApiError {
+    /// A value the database refused: the client's to change; the cause (which may quote SQL)
+    /// goes only to the log.
+    fn refused(cause: anyhow::Error) -> Self {
+        tracing::warn!(error = %cause, "database refused a value");
+        Self::InvalidBody("the event holds a value that cannot be stored".into())
+    }
+}
+
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::KeyReused { original } => Self::KeyReused { original },
             IngestError::Unavailable(cause) => Self::Unavailable(cause),
+            IngestError::Refused(cause) => Self::refused(cause),
             IngestError::Unknown(cause) => Self::Internal(cause),
         }
     }
@@ -248,6 +258,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Refused(cause) => Self::refused(cause),
             StoreError::Unknown(cause) => Self::Internal(cause),
         }
     }

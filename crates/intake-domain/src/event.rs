@@ -274,27 +274,23 @@ fn unescape_sf_string(inner: &str) -> Option<String> {
 pub struct EventData(Map<String, Value>);
 
 impl EventData {
-    /// Accepts a JSON object nesting at most `max_depth` levels.
+    /// The most digits a number in `data` may have.
+    pub const MAX_NUMBER_DIGITS: usize = 1000;
+    /// The largest exponent (either sign) a number in `data` may have.
+    pub const MAX_NUMBER_EXPONENT: u32 = 1000;
+
+    /// Accepts a JSON object nesting at most `limits.max_data_depth` levels, whose strings hold
+    /// no U+0000 and whose numbers stay within [`Self::MAX_NUMBER_DIGITS`] digits and an
+    /// exponent of [`Self::MAX_NUMBER_EXPONENT`]: what PostgreSQL's jsonb stores exactly.
     pub fn parse(value: Value, limits: &Limits) -> Result<Self, FieldError> {
-        let field = "data";
         let Value::Object(map) = value else {
             return Err(FieldError::new(
-                field,
+                "data",
                 ErrorCode::InvalidType,
                 format!("data must be a JSON object, not {}", json_type_name(&value)),
             ));
         };
-        let depth = depth_of_object(&map);
-        if depth > limits.max_data_depth {
-            return Err(FieldError::new(
-                field,
-                ErrorCode::TooDeep,
-                format!(
-                    "data nests {depth} levels deep; the limit is {}",
-                    limits.max_data_depth
-                ),
-            ));
-        }
+        inspect(&map, limits)?;
         Ok(Self(map))
     }
 
@@ -314,22 +310,74 @@ impl EventData {
     }
 }
 
-/// How deeply an object nests: `{}` and `{"a":1}` are 1, `{"a":{"b":[]}}` is 3. Iterative, so a
-/// hostile input cannot overflow the stack here.
-fn depth_of_object(map: &Map<String, Value>) -> usize {
-    let mut deepest = 1;
-    let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 1)).collect();
-    while let Some((value, parent_depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Object(m) => Box::new(m.values()),
-            Value::Array(a) => Box::new(a.iter()),
-            _ => continue,
-        };
-        let depth = parent_depth + 1;
-        deepest = deepest.max(depth);
-        stack.extend(children.map(|c| (c, depth)));
+/// Walks `data` once, iteratively (a hostile input cannot overflow the stack here), checking
+/// its depth (`{}` and `{"a":1}` are 1 deep, `{"a":{"b":[]}}` is 3), strings and numbers.
+fn inspect(map: &Map<String, Value>, limits: &Limits) -> Result<(), FieldError> {
+    let nul = || {
+        FieldError::new(
+            "data",
+            ErrorCode::InvalidCharacter,
+            "data must not contain the character U+0000 (\\u0000)",
+        )
+    };
+    if map.keys().any(|k| k.contains('\0')) {
+        return Err(nul());
     }
-    deepest
+    let mut deepest = 1;
+    // Each entry is a value and the depth of the container holding it.
+    let mut pending: Vec<(&Value, usize)> = map.values().map(|v| (v, 1)).collect();
+    while let Some((value, parent_depth)) = pending.pop() {
+        match value {
+            Value::Object(m) => {
+                if m.keys().any(|k| k.contains('\0')) {
+                    return Err(nul());
+                }
+                deepest = deepest.max(parent_depth + 1);
+                pending.extend(m.values().map(|v| (v, parent_depth + 1)));
+            }
+            Value::Array(a) => {
+                deepest = deepest.max(parent_depth + 1);
+                pending.extend(a.iter().map(|v| (v, parent_depth + 1)));
+            }
+            Value::String(s) if s.contains('\0') => return Err(nul()),
+            Value::Number(n) if !number_in_range(n.as_str()) => {
+                return Err(FieldError::new(
+                    "data",
+                    ErrorCode::NumberOutOfRange,
+                    format!(
+                        "data holds a number with more than {} digits or an exponent beyond \
+                         ±{}",
+                        EventData::MAX_NUMBER_DIGITS,
+                        EventData::MAX_NUMBER_EXPONENT
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if deepest > limits.max_data_depth {
+            return Err(FieldError::new(
+                "data",
+                ErrorCode::TooDeep,
+                format!("data nests more than {} levels deep", limits.max_data_depth),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a JSON number's text (already valid JSON) is within the digit and exponent limits.
+fn number_in_range(text: &str) -> bool {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], &text[i + 1..]),
+        None => (text, ""),
+    };
+    let digits = mantissa.bytes().filter(u8::is_ascii_digit).count();
+    let exponent_ok = exponent.is_empty()
+        || exponent
+            .trim_start_matches(['+', '-'])
+            .parse::<u32>()
+            .is_ok_and(|e| e <= EventData::MAX_NUMBER_EXPONENT);
+    digits <= EventData::MAX_NUMBER_DIGITS && exponent_ok
 }
 
 /// The JSON type of a value, for messages.

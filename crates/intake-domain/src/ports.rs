@@ -29,6 +29,9 @@ pub enum IngestError {
     /// Storage could not be reached; the request may be retried.
     #[error("storage is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Storage refused a value that validation let through; the request must change.
+    #[error("storage refused a value of the event")]
+    Refused(#[source] anyhow::Error),
     /// Anything else; a defect or an unexpected state of storage.
     #[error(transparent)]
     Unknown(anyhow::Error),
@@ -40,6 +43,9 @@ pub enum StoreError {
     /// Storage could not be reached; the request may be retried.
     #[error("storage is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Storage refused a value (a data exception); the request must change.
+    #[error("storage refused a value")]
+    Refused(#[source] anyhow::Error),
     /// Anything else.
     #[error(transparent)]
     Unknown(anyhow::Error),
@@ -49,6 +55,7 @@ impl From<StoreError> for IngestError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Refused(e) => Self::Refused(e),
             StoreError::Unknown(e) => Self::Unknown(e),
         }
     }

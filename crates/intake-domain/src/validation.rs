@@ -26,6 +26,10 @@ pub enum ErrorCode {
     IdempotencyKeyMismatch,
     /// `data` nests deeper than the configured limit.
     TooDeep,
+    /// `data` holds a U+0000 character, which storage cannot keep.
+    InvalidCharacter,
+    /// `data` holds a number with more digits or a larger exponent than storage keeps exactly.
+    NumberOutOfRange,
     /// A top-level field the API does not know.
     UnknownField,
 }
@@ -43,6 +47,8 @@ impl ErrorCode {
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::IdempotencyKeyMismatch => "idempotency_key_mismatch",
             Self::TooDeep => "too_deep",
+            Self::InvalidCharacter => "invalid_character",
+            Self::NumberOutOfRange => "number_out_of_range",
             Self::UnknownField => "unknown_field",
         }
     }

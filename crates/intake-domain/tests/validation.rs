@@ -437,3 +437,52 @@ fn tenant_names_are_lower_case_slugs() {
         assert!(TenantId::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn data_with_a_nul_character_is_rejected() {
+    for data in [
+        json!({"s": "a\u{0}b"}),
+        json!({"a\u{0}": 1}),
+        json!({"deep": [{"x": "\u{0}"}]}),
+    ] {
+        assert_single_error(
+            with("data", data.clone()),
+            "data",
+            ErrorCode::InvalidCharacter,
+        );
+    }
+    assert!(parse(with("data", json!({"s": "\u{1}\u{7f} ok"}))).is_ok());
+}
+
+#[test]
+fn numbers_beyond_what_storage_keeps_exactly_are_rejected() {
+    let limits = Limits::default();
+    let accept = [
+        "0",
+        "-1",
+        "1e1000",
+        "1E-1000",
+        "-2.5e+3",
+        &"9".repeat(1000),
+        "1.7976931348623157e308",
+    ];
+    for text in accept {
+        let value: Value = serde_json::from_str(&format!("{{\"n\":{text}}}")).expect("json");
+        assert!(
+            EventData::parse(value, &limits).is_ok(),
+            "{text} should be accepted"
+        );
+    }
+    let reject = [
+        "1e1001",
+        "1e-1001",
+        "0.000001e-16380",
+        "1e131072",
+        &"9".repeat(1001),
+    ];
+    for text in reject {
+        let value: Value = serde_json::from_str(&format!("{{\"n\":[{text}]}}")).expect("json");
+        let err = EventData::parse(value, &limits).expect_err(text);
+        assert_eq!(err.code, ErrorCode::NumberOutOfRange, "for {text}");
+    }
+}

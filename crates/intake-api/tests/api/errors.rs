@@ -291,3 +291,22 @@ async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced(pool: PgPool) {
     assert_eq!(problem["request_id"], echoed);
     let _: Value = problem;
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn values_postgres_cannot_store_are_400_not_500(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for (data, code) in [
+        (r#"{"s":"nul \u0000 here"}"#, "invalid_character"),
+        (r#"{"\u0000":1}"#, "invalid_character"),
+        (r#"{"n":1e200000}"#, "number_out_of_range"),
+        (r#"{"n":0.000001e-16380}"#, "number_out_of_range"),
+    ] {
+        let body = format!(
+            r#"{{"event_type":"t","occurred_at":"2025-12-22T10:30:00Z","idempotency_key":"k","data":{data}}}"#
+        );
+        let (_, problem) =
+            expect_problem(app.post_events().body(body), 400, "validation-failed").await;
+        assert_eq!(problem["errors"][0]["code"], code, "for {data}");
+    }
+    assert_eq!(app.event_count().await, 0);
+}
