@@ -5,6 +5,7 @@
 //! tokio. Everything here is deterministic given its inputs (the clock is passed in).
 
 pub mod event;
+pub mod feed;
 pub mod fingerprint;
 pub mod ports;
 pub mod token;
@@ -14,6 +15,7 @@ pub mod validation;
 pub mod memory;
 
 pub use event::{EventData, EventId, EventType, IdempotencyKey, NewEvent, OccurredAt, TenantId};
+pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
 pub use ports::{EventStore, IngestError, Ingested, StoreError, TokenStore};
 pub use token::{NewToken, Scope, TokenHash, TokenId, TokenRecord};

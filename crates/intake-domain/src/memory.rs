@@ -1,29 +1,30 @@
 //! In-memory repositories for fast tests of the HTTP handlers. They follow the traits'
 //! contracts but keep nothing; the PostgreSQL adapters are what the service runs on.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::event::{EventId, NewEvent, TenantId};
+use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
 use crate::ports::{EventStore, IngestError, Ingested, StoreError, TokenStore};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
-/// Events in a map keyed by tenant and idempotency key.
+/// Events in insertion order; a row's index is its feed position (there are no concurrent
+/// transactions to order here).
 #[derive(Debug, Default)]
 pub struct MemoryEventStore {
-    events: Mutex<HashMap<(TenantId, String), (Ingested, Fingerprint)>>,
-    unavailable: std::sync::atomic::AtomicBool,
+    events: Mutex<Vec<(TenantId, StoredEvent, Fingerprint)>>,
+    unavailable: AtomicBool,
 }
 
 impl MemoryEventStore {
     /// Makes every later call fail as if the database were down (or back, with `false`).
     pub fn set_unavailable(&self, down: bool) {
-        self.unavailable
-            .store(down, std::sync::atomic::Ordering::SeqCst);
+        self.unavailable.store(down, Ordering::SeqCst);
     }
 
     /// How many events are stored.
@@ -35,6 +36,20 @@ impl MemoryEventStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Vec<(TenantId, StoredEvent, Fingerprint)>>, StoreError>
+    {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "memory store set down"
+            )));
+        }
+        self.events
+            .lock()
+            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
+    }
 }
 
 #[async_trait]
@@ -45,34 +60,83 @@ impl EventStore for MemoryEventStore {
         event: &NewEvent,
         new_id: EventId,
     ) -> Result<Ingested, IngestError> {
-        if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(IngestError::Unavailable(anyhow::anyhow!(
-                "memory store set down"
-            )));
-        }
-        let mut events = self
-            .events
-            .lock()
-            .map_err(|_| IngestError::Unknown(anyhow::anyhow!("poisoned")))?;
-        let key = (tenant.clone(), event.idempotency_key().as_str().to_owned());
-        if let Some((stored, fingerprint)) = events.get(&key) {
+        let mut events = self.lock()?;
+        let key = event.idempotency_key().as_str();
+        let existing = events
+            .iter()
+            .find(|(t, stored, _)| t == tenant && stored.idempotency_key == key);
+        if let Some((_, stored, fingerprint)) = existing {
             if fingerprint != event.fingerprint() {
                 return Err(IngestError::KeyReused {
                     original: stored.event_id,
                 });
             }
             return Ok(Ingested {
+                event_id: stored.event_id,
+                received_at: stored.received_at,
                 deduplicated: true,
-                ..stored.clone()
             });
         }
+        let stored = StoredEvent {
+            event_id: new_id,
+            event_type: event.event_type().as_str().to_owned(),
+            occurred_at: event.occurred_at().as_utc(),
+            received_at: Utc::now(),
+            idempotency_key: key.to_owned(),
+            data: event.data().to_value(),
+        };
         let ingested = Ingested {
             event_id: new_id,
-            received_at: Utc::now(),
+            received_at: stored.received_at,
             deduplicated: false,
         };
-        events.insert(key, (ingested.clone(), *event.fingerprint()));
+        events.push((tenant.clone(), stored, *event.fingerprint()));
         Ok(ingested)
+    }
+
+    async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .lock()?
+            .iter()
+            .find(|(t, stored, _)| t == tenant && stored.event_id == id)
+            .map(|(_, stored, _)| stored.clone()))
+    }
+
+    async fn feed_page(
+        &self,
+        tenant: &TenantId,
+        query: &FeedQuery,
+    ) -> Result<FeedPage, StoreError> {
+        let events = self.lock()?;
+        let page: Vec<(FeedPosition, StoredEvent)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (t, stored, _))| {
+                (
+                    FeedPosition {
+                        tx: i as u64 + 1,
+                        seq: i as i64 + 1,
+                    },
+                    t,
+                    stored,
+                )
+            })
+            .filter(|(position, t, stored)| {
+                *t == tenant
+                    && *position > query.after
+                    && query
+                        .event_type
+                        .as_ref()
+                        .is_none_or(|et| et.as_str() == stored.event_type)
+            })
+            .take(usize::from(query.limit))
+            .map(|(position, _, stored)| (position, stored.clone()))
+            .collect();
+        let next = page.last().map_or(query.after, |(position, _)| *position);
+        Ok(FeedPage {
+            events: page.into_iter().map(|(_, e)| e).collect(),
+            next,
+        })
     }
 }
 

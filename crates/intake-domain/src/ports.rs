@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::event::{EventId, NewEvent, TenantId};
+use crate::feed::{FeedPage, FeedQuery, StoredEvent};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
 /// The outcome of storing an event: its id and when it was first received.
@@ -73,6 +74,15 @@ pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
         event: &NewEvent,
         new_id: EventId,
     ) -> Result<Ingested, IngestError>;
+
+    /// The tenant's event with this id; `None` when it does not exist or is another tenant's.
+    async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// A page of the tenant's feed. A consumer that starts at [`crate::FeedPosition::START`] and
+    /// keeps passing `next` back sees every event of the tenant exactly once, whatever order
+    /// concurrent writers commit in.
+    async fn feed_page(&self, tenant: &TenantId, query: &FeedQuery)
+        -> Result<FeedPage, StoreError>;
 }
 
 /// Where API tokens are kept.

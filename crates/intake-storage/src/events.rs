@@ -1,9 +1,12 @@
-//! Storing events exactly once.
+//! Storing events exactly once, and reading them back.
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use intake_domain::{EventId, EventStore, Fingerprint, IngestError, Ingested, NewEvent, TenantId};
+use intake_domain::{
+    EventId, EventStore, FeedPage, FeedPosition, FeedQuery, Fingerprint, IngestError, Ingested,
+    NewEvent, StoreError, StoredEvent, TenantId,
+};
 use uuid::Uuid;
 
 use crate::errors::classify;
@@ -30,6 +33,68 @@ SELECT event_id, received_at, fingerprint, false AS inserted
 FROM events
 WHERE tenant_id = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM inserted)
 "#;
+
+/// One event of one tenant, by id (the primary key).
+const GET: &str = r#"
+SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
+       tx_id::text AS tx_id, seq
+FROM events
+WHERE event_id = $1 AND tenant_id = $2
+"#;
+
+/// A page of a tenant's feed, in (tx_id, seq) order, after the cursor.
+///
+/// Why not `WHERE seq > $cursor`: `seq` is drawn when a row is inserted, not when it commits.
+/// A writer can draw seq 7, stall, and commit after another writer's seq 8 has been read; a
+/// reader that moved its cursor to 8 would never see 7. Instead, every row carries the id of
+/// the transaction that wrote it (`tx_id`), and a page only includes rows whose transaction is
+/// older than the oldest transaction still running (`pg_snapshot_xmin` of this statement's
+/// snapshot). Every transaction below that horizon has finished, so its rows are all visible
+/// now and no row can ever appear below it later: the ids still running, and any assigned from
+/// now on, are all at or above it. Ordering by (tx_id, seq) is therefore final for every row
+/// handed out, and a cursor at the last row handed out misses nothing and repeats nothing.
+///
+/// The price: a row becomes visible in the feed only once every transaction older than its own
+/// has ended, so one long-running write transaction in the database delays the feed (not the
+/// ingest) until it ends. intake's own writes are single statements.
+const FEED: &str = r#"
+SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
+       tx_id::text AS tx_id, seq
+FROM events
+WHERE tenant_id = $1
+  AND (tx_id, seq) > ($2::text::xid8, $3)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($4::text IS NULL OR event_type = $4)
+ORDER BY tx_id, seq
+LIMIT $5
+"#;
+
+type EventRow = (
+    Uuid,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    String,
+    sqlx::types::Json<serde_json::Value>,
+    String,
+    i64,
+);
+
+fn stored_event(row: EventRow) -> Result<(FeedPosition, StoredEvent), StoreError> {
+    let (event_id, event_type, occurred_at, received_at, idempotency_key, data, tx, seq) = row;
+    let tx = tx
+        .parse::<u64>()
+        .map_err(|e| StoreError::Unknown(anyhow!("tx_id {tx:?} of event {event_id}: {e}")))?;
+    let event = StoredEvent {
+        event_id: EventId::from_uuid(event_id),
+        event_type,
+        occurred_at,
+        received_at,
+        idempotency_key,
+        data: data.0,
+    };
+    Ok((FeedPosition { tx, seq }, event))
+}
 
 /// How often the statement is tried when a concurrent writer's row is not yet in its snapshot.
 /// One retry suffices in practice (the conflicting row is committed by then); the bound only
@@ -75,5 +140,39 @@ impl EventStore for PgStore {
         Err(IngestError::Unknown(anyhow!(
             "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
         )))
+    }
+
+    async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let row: Option<EventRow> = sqlx::query_as(GET)
+            .bind(id.as_uuid())
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.map(stored_event).transpose()?.map(|(_, event)| event))
+    }
+
+    async fn feed_page(
+        &self,
+        tenant: &TenantId,
+        query: &FeedQuery,
+    ) -> Result<FeedPage, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(FEED)
+            .bind(tenant.as_str())
+            .bind(query.after.tx.to_string())
+            .bind(query.after.seq)
+            .bind(query.event_type.as_ref().map(|t| t.as_str()))
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let mut next = query.after;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (position, event) = stored_event(row)?;
+            next = position;
+            events.push(event);
+        }
+        Ok(FeedPage { events, next })
     }
 }
