@@ -13,11 +13,13 @@ use crate::fingerprint::Fingerprint;
 use crate::ports::{EventStore, IngestError, Ingested, StoreError, TokenStore};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
+type Row = (TenantId, StoredEvent, Fingerprint);
+
 /// Events in insertion order; a row's index is its feed position (there are no concurrent
 /// transactions to order here).
 #[derive(Debug, Default)]
 pub struct MemoryEventStore {
-    events: Mutex<Vec<(TenantId, StoredEvent, Fingerprint)>>,
+    events: Mutex<Vec<Row>>,
     unavailable: AtomicBool,
 }
 
@@ -37,10 +39,7 @@ impl MemoryEventStore {
         self.len() == 0
     }
 
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, Vec<(TenantId, StoredEvent, Fingerprint)>>, StoreError>
-    {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<Row>>, StoreError> {
         if self.unavailable.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(anyhow::anyhow!(
                 "memory store set down"
