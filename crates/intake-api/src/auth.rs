@@ -95,10 +95,7 @@ impl Authenticator {
             .find_active(hash)
             .await?
             .ok_or(ApiError::Unauthorized("the token is unknown or revoked"))?;
-        let caller = Caller {
-            tenant: record.tenant,
-            scopes: record.scopes,
-        };
+        let caller = Caller { tenant: record.tenant, scopes: record.scopes };
         self.remember(*hash, caller.clone());
         Ok(caller)
     }
@@ -136,9 +133,7 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not ASCII"))?;
     let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::Unauthorized(
-            "the Authorization scheme must be Bearer",
-        ));
+        return Err(ApiError::Unauthorized("the Authorization scheme must be Bearer"));
     }
     let token = token.trim();
     if token.is_empty() {

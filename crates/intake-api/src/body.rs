@@ -28,18 +28,14 @@ fn content_encoding(req: &HttpRequest) -> Result<Encoding, ApiError> {
     } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
         Ok(Encoding::Gzip)
     } else {
-        Err(ApiError::UnsupportedContentEncoding(
-            String::from_utf8_lossy(value.as_bytes()).into(),
-        ))
+        Err(ApiError::UnsupportedContentEncoding(String::from_utf8_lossy(value.as_bytes()).into()))
     }
 }
 
 /// Accepts `application/json` and `application/<anything>+json`, with a UTF-8 charset if any.
 fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedContentType(
-            "send Content-Type: application/json".into(),
-        ));
+        return Err(ApiError::UnsupportedContentType("send Content-Type: application/json".into()));
     };
     let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
     let unsupported = || {
@@ -47,16 +43,11 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
             "Content-Type {shown:?} is not supported; send application/json"
         ))
     };
-    let mime: mime::Mime = value
-        .to_str()
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(unsupported)?;
+    let mime: mime::Mime =
+        value.to_str().ok().and_then(|t| t.parse().ok()).ok_or_else(unsupported)?;
     let is_json = mime.type_() == mime::APPLICATION
         && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
-    let utf8 = mime
-        .get_param(mime::CHARSET)
-        .is_none_or(|c| c == mime::UTF_8);
+    let utf8 = mime.get_param(mime::CHARSET).is_none_or(|c| c == mime::UTF_8);
     if is_json && utf8 {
         Ok(())
     } else {

@@ -79,29 +79,19 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = &settings.database.url;
-    intake_storage::ensure_database(url)
-        .await
-        .context("cannot reach or create the database")?;
+    intake_storage::ensure_database(url).await.context("cannot reach or create the database")?;
     let store = PgStore::connect_lazy(url, &settings.database.pool())?;
-    intake_storage::migrate(store.pool())
-        .await
-        .context("migrations failed")?;
+    intake_storage::migrate(store.pool()).await.context("migrations failed")?;
     store.pool().close().await;
     eprintln!("migrations applied");
     Ok(())
 }
 
 async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<()> {
-    let store: Arc<dyn TokenStore> = Arc::new(PgStore::connect_lazy(
-        &settings.database.url,
-        &settings.database.pool(),
-    )?);
+    let store: Arc<dyn TokenStore> =
+        Arc::new(PgStore::connect_lazy(&settings.database.url, &settings.database.pool())?);
     match command {
-        TokensCommand::Create {
-            tenant,
-            name,
-            scopes,
-        } => {
+        TokensCommand::Create { tenant, name, scopes } => {
             let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
             let scopes = if scopes.is_empty() {
                 Scope::ALL.to_vec()
@@ -119,15 +109,9 @@ async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<(
                 bail!("--name must not be empty");
             }
             let issued = issue_token(tenant, name, scopes)?;
-            let record = store
-                .create(&issued.token)
-                .await
-                .context("storing the token")?;
+            let record = store.create(&issued.token).await.context("storing the token")?;
             println!("{}", issued.secret);
-            eprintln!(
-                "created {}; the token above is shown only once",
-                describe(&record)
-            );
+            eprintln!("created {}; the token above is shown only once", describe(&record));
         }
         TokensCommand::List => {
             for record in store.list().await.context("listing tokens")? {

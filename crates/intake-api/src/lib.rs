@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod cursor;
 pub mod problem;
 pub mod request_context;
 pub mod routes;

@@ -36,20 +36,18 @@ pub enum ApiError {
     /// One or more fields are invalid.
     #[error("the event has {} invalid field(s)", .0.len())]
     Validation(Vec<FieldError>),
+    /// One or more query parameters are invalid.
+    #[error("{} query parameter(s) are invalid", .0.len())]
+    InvalidQuery(Vec<FieldError>),
     /// No usable credentials.
     #[error("{0}")]
     Unauthorized(&'static str),
     /// Credentials without the needed scope.
     #[error("this token lacks the {0} scope")]
     Forbidden(Scope),
-    /// No such route.
-    #[error("no route {method} {path}")]
-    NotFound {
-        /// The request's method.
-        method: Method,
-        /// The request's path.
-        path: String,
-    },
+    /// No such route, or no such event for this tenant.
+    #[error("{0}")]
+    NotFound(String),
     /// The route exists with other methods.
     #[error("{method} is not allowed here; allowed: {}", allowed_list(.allowed))]
     MethodNotAllowed {
@@ -88,11 +86,7 @@ pub enum ApiError {
 }
 
 fn allowed_list(methods: &[Method]) -> String {
-    methods
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// One kind of problem: its slug (the `type` URI's fragment and the guide's section), its
@@ -127,6 +121,7 @@ kinds! {
     INVALID_BODY = "invalid-body", 400, "Body has the wrong shape";
     UNREADABLE_BODY = "unreadable-body", 400, "Body could not be read";
     VALIDATION_FAILED = "validation-failed", 400, "Invalid event";
+    INVALID_QUERY = "invalid-query", 400, "Invalid query parameters";
     UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
     FORBIDDEN = "forbidden", 403, "Token lacks a scope";
     NOT_FOUND = "not-found", 404, "Not found";
@@ -155,9 +150,10 @@ impl ApiError {
             Self::InvalidBody(_) => ProblemKind::INVALID_BODY,
             Self::UnreadableBody(_) => ProblemKind::UNREADABLE_BODY,
             Self::Validation(_) => ProblemKind::VALIDATION_FAILED,
+            Self::InvalidQuery(_) => ProblemKind::INVALID_QUERY,
             Self::Unauthorized(_) => ProblemKind::UNAUTHORIZED,
             Self::Forbidden(_) => ProblemKind::FORBIDDEN,
-            Self::NotFound { .. } => ProblemKind::NOT_FOUND,
+            Self::NotFound(_) => ProblemKind::NOT_FOUND,
             Self::MethodNotAllowed { .. } => ProblemKind::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => ProblemKind::PAYLOAD_TOO_LARGE,
             Self::UnsupportedContentType(_) => ProblemKind::UNSUPPORTED_CONTENT_TYPE,
@@ -203,7 +199,7 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
             request_id: request_context::current_request_id(),
             errors: match self {
-                Self::Validation(errors) => Some(errors),
+                Self::Validation(errors) | Self::InvalidQuery(errors) => Some(errors),
                 _ => None,
             },
             event_id: match self {

@@ -21,9 +21,7 @@ tokio::task_local! {
 
 /// The id of the request being served, or `"-"` outside of one.
 pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "-".to_owned())
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
 }
 
 /// A client's id is kept when it is 1–128 characters of letters, digits and `-_.:`; anything
@@ -56,10 +54,8 @@ pub async fn middleware<B: MessageBody + 'static>(
     let started = Instant::now();
     // Handlers' errors become responses inside this scope (actix renders them in the route's
     // service), so their problem bodies can name the request id.
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.call(req))
-        .instrument(span.clone())
-        .await?;
+    let mut response =
+        REQUEST_ID.scope(id.clone(), next.call(req)).instrument(span.clone()).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

@@ -4,10 +4,15 @@ use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use intake_domain::event::format_timestamp;
-use intake_domain::{EventId, Ingested, NewEvent, Scope};
+use intake_domain::{
+    ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested, NewEvent, Scope,
+    StoredEvent,
+};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::body;
+use crate::cursor;
 use crate::problem::ApiError;
 use crate::startup::AppState;
 
@@ -16,11 +21,16 @@ const TROUBLESHOOTING: &str = include_str!("../../../docs/troubleshooting.md");
 
 /// Mounts every route, and problem answers for unknown routes and wrong methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/events", &[Method::POST]).route(web::post().to(ingest)))
-        .service(
-            resource("/docs/troubleshooting", &[Method::GET]).route(web::get().to(troubleshooting)),
-        )
-        .default_service(web::to(not_found));
+    cfg.service(
+        resource("/v1/events", &[Method::GET, Method::POST])
+            .route(web::post().to(ingest))
+            .route(web::get().to(feed)),
+    )
+    .service(resource("/v1/events/{event_id}", &[Method::GET]).route(web::get().to(get_event)))
+    .service(
+        resource("/docs/troubleshooting", &[Method::GET]).route(web::get().to(troubleshooting)),
+    )
+    .default_service(web::to(not_found));
 }
 
 /// A resource whose other methods get a 405 problem naming the allowed ones.
@@ -38,10 +48,7 @@ fn resource(path: &str, allowed: &[Method]) -> actix_web::Resource {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound {
-        method: req.method().clone(),
-        path: req.path().to_owned(),
-    })
+    Err(ApiError::NotFound(format!("no route {} {}", req.method(), req.path())))
 }
 
 /// The answer to an accepted event.
@@ -75,15 +82,135 @@ async fn ingest(
     let now = Utc::now();
     let header_key = req.headers().get("idempotency-key").map(|v| v.as_bytes());
     let event = NewEvent::parse(object, header_key, now, &state.validation)?;
-    let ingested = state
-        .events
-        .ingest(&caller.tenant, &event, EventId::generate(now))
-        .await?;
+    let ingested = state.events.ingest(&caller.tenant, &event, EventId::generate(now)).await?;
     let mut response = HttpResponse::Ok();
     if ingested.deduplicated {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(Accepted::from(&ingested)))
+}
+
+/// An event as the API returns it.
+#[derive(Debug, Serialize)]
+struct EventBody {
+    event_id: String,
+    event_type: String,
+    occurred_at: String,
+    received_at: String,
+    idempotency_key: String,
+    data: Value,
+}
+
+impl From<StoredEvent> for EventBody {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            event_id: e.event_id.to_string(),
+            event_type: e.event_type,
+            occurred_at: format_timestamp(e.occurred_at),
+            received_at: format_timestamp(e.received_at),
+            idempotency_key: e.idempotency_key,
+            data: e.data,
+        }
+    }
+}
+
+/// `GET /v1/events/{event_id}`: one event of the caller's tenant. Another tenant's event, an
+/// unknown id and a malformed one are all the same 404.
+async fn get_event(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = state.auth.authorize(&req, Scope::EventsRead).await?;
+    let raw = path.into_inner();
+    let not_found = || ApiError::NotFound(format!("no event {raw:?}"));
+    let id: EventId = raw.parse().map_err(|_| not_found())?;
+    let event = state.events.get(&caller.tenant, id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(EventBody::from(event)))
+}
+
+/// The most events one feed page holds, and how many when `limit` is not given.
+const MAX_LIMIT: u16 = 1000;
+const DEFAULT_LIMIT: u16 = 100;
+
+/// A page of the feed.
+#[derive(Debug, Serialize)]
+struct FeedBody {
+    data: Vec<EventBody>,
+    next_cursor: String,
+}
+
+/// Reads `limit`, `cursor` and `event_type`, reporting every bad parameter at once.
+fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query_string)
+        .map_err(|e| {
+            ApiError::InvalidQuery(vec![FieldError::new(
+                "query",
+                ErrorCode::UnknownParameter,
+                format!("the query string cannot be read: {e}"),
+            )])
+        })?
+        .into_inner();
+    let mut errors = Vec::new();
+    let mut query =
+        FeedQuery { after: FeedPosition::START, limit: DEFAULT_LIMIT, event_type: None };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &pairs {
+        if seen.contains(&name.as_str()) {
+            errors.push(FieldError::new(
+                name.as_str(),
+                ErrorCode::DuplicateParameter,
+                format!("{name} is given more than once"),
+            ));
+            continue;
+        }
+        seen.push(name);
+        match name.as_str() {
+            "limit" => match value.parse::<u16>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    ErrorCode::InvalidLimit,
+                    format!("limit must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"),
+                )),
+            },
+            "cursor" => match cursor::decode(value) {
+                Some(position) => query.after = position,
+                None => errors.push(FieldError::new(
+                    "cursor",
+                    ErrorCode::InvalidCursor,
+                    "cursor must be a next_cursor value returned by this API, unchanged",
+                )),
+            },
+            "event_type" => match EventType::parse(value) {
+                Ok(event_type) => query.event_type = Some(event_type),
+                Err(e) => errors.push(e),
+            },
+            other => errors.push(FieldError::new(
+                other,
+                ErrorCode::UnknownParameter,
+                format!(
+                    "unknown query parameter {other:?}; the feed takes limit, cursor, event_type"
+                ),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(ApiError::InvalidQuery(errors))
+    }
+}
+
+/// `GET /v1/events`: the caller's feed, oldest first, from the cursor on.
+async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = state.auth.authorize(&req, Scope::EventsRead).await?;
+    let query = feed_query(req.query_string())?;
+    let page = state.events.feed_page(&caller.tenant, &query).await?;
+    Ok(HttpResponse::Ok().json(FeedBody {
+        data: page.events.into_iter().map(EventBody::from).collect(),
+        next_cursor: cursor::encode(page.next),
+    }))
 }
 
 async fn troubleshooting() -> HttpResponse {

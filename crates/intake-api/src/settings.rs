@@ -150,9 +150,7 @@ pub enum LogFormat {
 impl Settings {
     /// The folder with `base.toml` and the profiles: `INTAKE_CONFIG_DIR`, else `./config`.
     pub fn default_dir() -> PathBuf {
-        std::env::var_os("INTAKE_CONFIG_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "config".into())
+        std::env::var_os("INTAKE_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| "config".into())
     }
 
     /// Loads the settings of the profile named by `INTAKE_ENV` (default `local`) from `dir`,
@@ -167,10 +165,7 @@ impl Settings {
         let base = dir.join("base.toml");
         let profile_file = dir.join(format!("{profile}.toml"));
         if !base.is_file() {
-            bail!(
-                "no {} (run from the project folder, or set INTAKE_CONFIG_DIR)",
-                base.display()
-            );
+            bail!("no {} (run from the project folder, or set INTAKE_CONFIG_DIR)", base.display());
         }
         if !profile_file.is_file() {
             bail!(
@@ -190,9 +185,8 @@ impl Settings {
             .set_override_option("database.url", std::env::var("DATABASE_URL").ok())?
             .build()
             .context("reading configuration")?;
-        let mut settings: Settings = settings
-            .try_deserialize()
-            .context("configuration has a bad value")?;
+        let mut settings: Settings =
+            settings.try_deserialize().context("configuration has a bad value")?;
         settings.environment = profile.to_owned();
         Ok(settings)
     }
@@ -213,9 +207,7 @@ impl Settings {
             );
         }
         for token in &self.auth.dev_tokens {
-            token
-                .principal()
-                .context("a configured dev token is invalid")?;
+            token.principal().context("a configured dev token is invalid")?;
         }
         Ok(())
     }

@@ -46,10 +46,7 @@ async fn a_replay_returns_the_stored_answer_with_the_replay_header() {
     let first: Value = read_body_json(first).await;
     let again = call_service(&service, post(&event("pro")).to_request()).await;
     assert_eq!(
-        again
-            .headers()
-            .get("idempotent-replayed")
-            .map(|v| v.as_bytes()),
+        again.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
     let again: Value = read_body_json(again).await;
@@ -78,11 +75,8 @@ async fn an_unavailable_store_maps_to_503_with_retry_after() {
     let response = call_service(&service, post(&event("pro")).to_request()).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id =
+        response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let problem: Value = read_body_json(response).await;
     assert_eq!(problem["request_id"].as_str(), request_id.as_deref());
     assert_eq!(problem["type"], "/docs/troubleshooting#service-unavailable");
@@ -105,11 +99,8 @@ async fn an_unauthenticated_request_never_reaches_the_store() {
 #[actix_web::test]
 async fn the_troubleshooting_guide_is_served() {
     let service = init_service(app(state(Arc::new(MemoryEventStore::default())))).await;
-    let response = call_service(
-        &service,
-        TestRequest::get().uri("/docs/troubleshooting").to_request(),
-    )
-    .await;
+    let response =
+        call_service(&service, TestRequest::get().uri("/docs/troubleshooting").to_request()).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = actix_web::test::read_body(response).await;
     assert!(String::from_utf8_lossy(&body).contains("# Event Intake API issues"));

@@ -8,10 +8,7 @@ fn every_problem_type_has_a_section_in_the_guide() {
     assert!(guide.starts_with("# Event Intake API issues"));
     for kind in ProblemKind::ALL {
         let heading = format!("\n## {}\n", kind.slug);
-        assert!(
-            guide.contains(&heading),
-            "docs/troubleshooting.md lacks a section {heading:?}"
-        );
+        assert!(guide.contains(&heading), "docs/troubleshooting.md lacks a section {heading:?}");
         assert_eq!(kind.type_uri(), format!("{TYPE_BASE}{}", kind.slug));
         assert!(
             guide.contains(&format!("**{} {}.**", kind.status, kind.title)),

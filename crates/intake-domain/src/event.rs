@@ -86,9 +86,7 @@ impl FromStr for EventId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s
-            .strip_prefix(Self::PREFIX)
-            .ok_or("an event id starts with evt_")?;
+        let hex = s.strip_prefix(Self::PREFIX).ok_or("an event id starts with evt_")?;
         if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("an event id is evt_ followed by 32 hex digits".into());
         }
@@ -152,11 +150,7 @@ impl OccurredAt {
             )
         })?;
         let instant = Self::from_micros(parsed.timestamp_micros()).ok_or_else(|| {
-            FieldError::new(
-                field,
-                ErrorCode::InvalidTimestamp,
-                "occurred_at is out of range",
-            )
+            FieldError::new(field, ErrorCode::InvalidTimestamp, "occurred_at is out of range")
         })?;
         if instant.0 > now + limits.max_future_skew {
             return Err(FieldError::new(
@@ -212,10 +206,7 @@ impl IdempotencyKey {
             return Err(FieldError::new(
                 field,
                 ErrorCode::InvalidLength,
-                format!(
-                    "idempotency_key must be 1-{} characters long",
-                    Self::MAX_LEN
-                ),
+                format!("idempotency_key must be 1-{} characters long", Self::MAX_LEN),
             ));
         }
         if !raw.bytes().all(|b| b.is_ascii_graphic()) {
@@ -411,13 +402,7 @@ impl NewEvent {
         data: EventData,
     ) -> Self {
         let fingerprint = Fingerprint::of(&event_type, &occurred_at, &data);
-        Self {
-            event_type,
-            occurred_at,
-            idempotency_key,
-            data,
-            fingerprint,
-        }
+        Self { event_type, occurred_at, idempotency_key, data, fingerprint }
     }
 
     /// Turns a request body (already known to be a JSON object) into an event, reporting every
@@ -431,11 +416,8 @@ impl NewEvent {
         let mut errors = Vec::new();
         let mut fields = body;
 
-        let mut unknown: Vec<String> = fields
-            .keys()
-            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let mut unknown: Vec<String> =
+            fields.keys().filter(|k| !KNOWN_FIELDS.contains(&k.as_str())).cloned().collect();
         unknown.sort();
         for name in unknown {
             fields.remove(&name);
@@ -450,13 +432,9 @@ impl NewEvent {
             .and_then(|raw| OccurredAt::parse(&raw, now, limits))
             .map_err(|e| errors.push(e))
             .ok();
-        let idempotency_key = resolve_key(&mut fields, header_key)
-            .map_err(|e| errors.push(e))
-            .ok();
+        let idempotency_key = resolve_key(&mut fields, header_key).map_err(|e| errors.push(e)).ok();
         let data = match fields.remove("data") {
-            Some(value) => EventData::parse(value, limits)
-                .map_err(|e| errors.push(e))
-                .ok(),
+            Some(value) => EventData::parse(value, limits).map_err(|e| errors.push(e)).ok(),
             None => {
                 errors.push(missing("data", "a JSON object"));
                 None
@@ -496,11 +474,7 @@ impl NewEvent {
 }
 
 fn missing(field: &str, what: &str) -> FieldError {
-    FieldError::new(
-        field,
-        ErrorCode::MissingField,
-        format!("{field} is required ({what})"),
-    )
+    FieldError::new(field, ErrorCode::MissingField, format!("{field} is required ({what})"))
 }
 
 fn unknown_field(name: String) -> FieldError {
@@ -543,10 +517,7 @@ fn resolve_key(
             return Err(FieldError::new(
                 "idempotency_key",
                 ErrorCode::InvalidType,
-                format!(
-                    "idempotency_key must be a string, not {}",
-                    json_type_name(&other)
-                ),
+                format!("idempotency_key must be a string, not {}", json_type_name(&other)),
             ))
         }
     };
@@ -558,9 +529,8 @@ fn resolve_key(
             "the Idempotency-Key header and the body's idempotency_key differ",
         )),
         (Some(key), _) | (None, Some(key)) => Ok(key),
-        (None, None) => Err(missing(
-            "idempotency_key",
-            "a string in the body or the Idempotency-Key header",
-        )),
+        (None, None) => {
+            Err(missing("idempotency_key", "a string in the body or the Idempotency-Key header"))
+        }
     }
 }

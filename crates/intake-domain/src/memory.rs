@@ -41,13 +41,9 @@ impl MemoryEventStore {
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<Row>>, StoreError> {
         if self.unavailable.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(anyhow::anyhow!(
-                "memory store set down"
-            )));
+            return Err(StoreError::Unavailable(anyhow::anyhow!("memory store set down")));
         }
-        self.events
-            .lock()
-            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
+        self.events.lock().map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
     }
 }
 
@@ -61,14 +57,11 @@ impl EventStore for MemoryEventStore {
     ) -> Result<Ingested, IngestError> {
         let mut events = self.lock()?;
         let key = event.idempotency_key().as_str();
-        let existing = events
-            .iter()
-            .find(|(t, stored, _)| t == tenant && stored.idempotency_key == key);
+        let existing =
+            events.iter().find(|(t, stored, _)| t == tenant && stored.idempotency_key == key);
         if let Some((_, stored, fingerprint)) = existing {
             if fingerprint != event.fingerprint() {
-                return Err(IngestError::KeyReused {
-                    original: stored.event_id,
-                });
+                return Err(IngestError::KeyReused { original: stored.event_id });
             }
             return Ok(Ingested {
                 event_id: stored.event_id,
@@ -84,11 +77,8 @@ impl EventStore for MemoryEventStore {
             idempotency_key: key.to_owned(),
             data: event.data().to_value(),
         };
-        let ingested = Ingested {
-            event_id: new_id,
-            received_at: stored.received_at,
-            deduplicated: false,
-        };
+        let ingested =
+            Ingested { event_id: new_id, received_at: stored.received_at, deduplicated: false };
         events.push((tenant.clone(), stored, *event.fingerprint()));
         Ok(ingested)
     }
@@ -111,31 +101,18 @@ impl EventStore for MemoryEventStore {
             .iter()
             .enumerate()
             .map(|(i, (t, stored, _))| {
-                (
-                    FeedPosition {
-                        tx: i as u64 + 1,
-                        seq: i as i64 + 1,
-                    },
-                    t,
-                    stored,
-                )
+                (FeedPosition { tx: i as u64 + 1, seq: i as i64 + 1 }, t, stored)
             })
             .filter(|(position, t, stored)| {
                 *t == tenant
                     && *position > query.after
-                    && query
-                        .event_type
-                        .as_ref()
-                        .is_none_or(|et| et.as_str() == stored.event_type)
+                    && query.event_type.as_ref().is_none_or(|et| et.as_str() == stored.event_type)
             })
             .take(usize::from(query.limit))
             .map(|(position, _, stored)| (position, stored.clone()))
             .collect();
         let next = page.last().map_or(query.after, |(position, _)| *position);
-        Ok(FeedPage {
-            events: page.into_iter().map(|(_, e)| e).collect(),
-            next,
-        })
+        Ok(FeedPage { events: page.into_iter().map(|(_, e)| e).collect(), next })
     }
 }
 
@@ -147,9 +124,7 @@ pub struct MemoryTokenStore {
 
 impl MemoryTokenStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<(TokenHash, TokenRecord)>>, StoreError> {
-        self.tokens
-            .lock()
-            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
+        self.tokens.lock().map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
     }
 }
 
@@ -182,10 +157,7 @@ impl TokenStore for MemoryTokenStore {
 
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError> {
         let mut tokens = self.lock()?;
-        match tokens
-            .iter_mut()
-            .find(|(_, r)| r.id == id && r.revoked_at.is_none())
-        {
+        match tokens.iter_mut().find(|(_, r)| r.id == id && r.revoked_at.is_none()) {
             Some((_, record)) => {
                 record.revoked_at = Some(Utc::now());
                 Ok(true)

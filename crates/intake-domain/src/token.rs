@@ -47,9 +47,7 @@ impl FromStr for Scope {
         match s {
             "events:write" => Ok(Self::EventsWrite),
             "events:read" => Ok(Self::EventsRead),
-            other => Err(format!(
-                "unknown scope {other:?}; scopes are events:write, events:read"
-            )),
+            other => Err(format!("unknown scope {other:?}; scopes are events:write, events:read")),
         }
     }
 }

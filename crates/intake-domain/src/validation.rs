@@ -32,6 +32,14 @@ pub enum ErrorCode {
     NumberOutOfRange,
     /// A top-level field the API does not know.
     UnknownField,
+    /// A `limit` query parameter that is not a whole number from 1 to 1000.
+    InvalidLimit,
+    /// A `cursor` that this API did not hand out, or that was altered.
+    InvalidCursor,
+    /// A query parameter the endpoint does not take.
+    UnknownParameter,
+    /// A query parameter given more than once.
+    DuplicateParameter,
 }
 
 impl ErrorCode {
@@ -50,6 +58,10 @@ impl ErrorCode {
             Self::InvalidCharacter => "invalid_character",
             Self::NumberOutOfRange => "number_out_of_range",
             Self::UnknownField => "unknown_field",
+            Self::InvalidLimit => "invalid_limit",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::UnknownParameter => "unknown_parameter",
+            Self::DuplicateParameter => "duplicate_parameter",
         }
     }
 }
@@ -75,11 +87,7 @@ pub struct FieldError {
 impl FieldError {
     /// A field error with its message.
     pub fn new(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            code,
-            message: message.into(),
-        }
+        Self { field: field.into(), code, message: message.into() }
     }
 }
 
@@ -94,9 +102,6 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_future_skew: chrono::Duration::hours(1),
-            max_data_depth: 32,
-        }
+        Self { max_future_skew: chrono::Duration::hours(1), max_data_depth: 32 }
     }
 }

@@ -9,9 +9,7 @@ use intake_domain::{
 use serde_json::{json, Map, Value};
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 12, 22, 10, 30, 3)
-        .single()
-        .expect("valid date")
+    Utc.with_ymd_and_hms(2025, 12, 22, 10, 30, 3).single().expect("valid date")
 }
 
 fn object(value: Value) -> Map<String, Value> {
@@ -41,11 +39,7 @@ fn codes(errors: &[FieldError]) -> Vec<(String, ErrorCode)> {
 #[track_caller]
 fn assert_single_error(body: Value, field: &str, code: ErrorCode) {
     let errors = parse(body.clone()).expect_err(&format!("{body} should be rejected"));
-    assert_eq!(
-        codes(&errors),
-        vec![(field.to_owned(), code)],
-        "for body {body}"
-    );
+    assert_eq!(codes(&errors), vec![(field.to_owned(), code)], "for body {body}");
 }
 
 fn with(field: &str, value: Value) -> Value {
@@ -64,30 +58,16 @@ fn without(field: &str) -> Value {
 fn the_quick_start_event_is_valid() {
     let event = parse(valid_body()).expect("quick start body is valid");
     assert_eq!(event.event_type().as_str(), "user.created");
-    assert_eq!(
-        format_timestamp(event.occurred_at().as_utc()),
-        "2025-12-22T10:30:00Z"
-    );
-    assert_eq!(
-        event.idempotency_key().as_str(),
-        "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41"
-    );
-    assert_eq!(
-        event.data().to_value(),
-        json!({"user_id": "u_12345", "plan": "pro"})
-    );
+    assert_eq!(format_timestamp(event.occurred_at().as_utc()), "2025-12-22T10:30:00Z");
+    assert_eq!(event.idempotency_key().as_str(), "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41");
+    assert_eq!(event.data().to_value(), json!({"user_id": "u_12345", "plan": "pro"}));
 }
 
 #[test]
 fn event_types_of_the_contract_are_accepted() {
-    for raw in [
-        "user.created",
-        "order.item_added",
-        "billing:invoice-paid",
-        "A",
-        "9to5",
-        &"a".repeat(128),
-    ] {
+    for raw in
+        ["user.created", "order.item_added", "billing:invoice-paid", "A", "9to5", &"a".repeat(128)]
+    {
         assert!(EventType::parse(raw).is_ok(), "{raw:?} should be accepted");
     }
 }
@@ -115,16 +95,8 @@ fn event_types_outside_the_alphabet_or_length_are_rejected() {
 
 #[test]
 fn event_type_must_be_a_string() {
-    assert_single_error(
-        with("event_type", json!(42)),
-        "event_type",
-        ErrorCode::InvalidType,
-    );
-    assert_single_error(
-        with("event_type", Value::Null),
-        "event_type",
-        ErrorCode::InvalidType,
-    );
+    assert_single_error(with("event_type", json!(42)), "event_type", ErrorCode::InvalidType);
+    assert_single_error(with("event_type", Value::Null), "event_type", ErrorCode::InvalidType);
 }
 
 #[test]
@@ -136,10 +108,7 @@ fn occurred_at_accepts_rfc3339_with_an_offset_and_stores_utc_microseconds() {
         ("2025-12-22T05:00:00-05:30", "2025-12-22T10:30:00Z"),
         ("2025-12-22T10:30:00.5Z", "2025-12-22T10:30:00.500Z"),
         ("2025-12-22T10:30:00.123456Z", "2025-12-22T10:30:00.123456Z"),
-        (
-            "2025-12-22T10:30:00.1234567891Z",
-            "2025-12-22T10:30:00.123456Z",
-        ),
+        ("2025-12-22T10:30:00.1234567891Z", "2025-12-22T10:30:00.123456Z"),
     ];
     for (raw, utc) in cases {
         let parsed = OccurredAt::parse(raw, now(), &limits).expect(raw);
@@ -191,10 +160,7 @@ fn idempotency_keys_of_printable_ascii_are_accepted() {
         "a!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
         &"x".repeat(255),
     ] {
-        assert!(
-            IdempotencyKey::parse(raw).is_ok(),
-            "{raw:?} should be accepted"
-        );
+        assert!(IdempotencyKey::parse(raw).is_ok(), "{raw:?} should be accepted");
     }
 }
 
@@ -225,19 +191,10 @@ fn the_idempotency_key_header_may_be_bare_or_a_quoted_string() {
     ];
     for (raw, key) in cases {
         let parsed = IdempotencyKey::from_header(raw).expect("valid header");
-        assert_eq!(
-            parsed.as_str(),
-            key,
-            "for {:?}",
-            String::from_utf8_lossy(raw)
-        );
+        assert_eq!(parsed.as_str(), key, "for {:?}", String::from_utf8_lossy(raw));
     }
     for raw in [&b"\"bad\\escape\""[..], b"\"\"", b"two words", b"\xff\xfe"] {
-        assert!(
-            IdempotencyKey::from_header(raw).is_err(),
-            "{:?} should be rejected",
-            raw
-        );
+        assert!(IdempotencyKey::from_header(raw).is_err(), "{:?} should be rejected", raw);
     }
 }
 
@@ -260,26 +217,14 @@ fn header_and_body_keys_must_be_equal() {
         &Limits::default()
     )
     .is_ok());
-    let errors = NewEvent::parse(
-        object(valid_body()),
-        Some(b"other"),
-        now(),
-        &Limits::default(),
-    )
-    .expect_err("mismatch");
-    assert_eq!(
-        codes(&errors),
-        vec![("idempotency_key".into(), ErrorCode::IdempotencyKeyMismatch)]
-    );
+    let errors = NewEvent::parse(object(valid_body()), Some(b"other"), now(), &Limits::default())
+        .expect_err("mismatch");
+    assert_eq!(codes(&errors), vec![("idempotency_key".into(), ErrorCode::IdempotencyKeyMismatch)]);
 }
 
 #[test]
 fn a_key_in_neither_place_is_missing() {
-    assert_single_error(
-        without("idempotency_key"),
-        "idempotency_key",
-        ErrorCode::MissingField,
-    );
+    assert_single_error(without("idempotency_key"), "idempotency_key", ErrorCode::MissingField);
 }
 
 #[test]
@@ -292,10 +237,7 @@ fn data_must_be_an_object_and_may_be_empty() {
 
 #[test]
 fn data_nesting_is_limited() {
-    let limits = Limits {
-        max_data_depth: 3,
-        ..Limits::default()
-    };
+    let limits = Limits { max_data_depth: 3, ..Limits::default() };
     let ok = json!({"a": {"b": [1]}});
     assert!(EventData::parse(ok, &limits).is_ok());
     let deep = json!({"a": {"b": [[1]]}});
@@ -334,10 +276,7 @@ fn every_problem_is_reported_at_once() {
         ("idempotency_key", ErrorCode::InvalidIdempotencyKey),
         ("data", ErrorCode::InvalidType),
     ] {
-        assert!(
-            got.contains(&(want.0.to_owned(), want.1)),
-            "missing {want:?} in {got:?}"
-        );
+        assert!(got.contains(&(want.0.to_owned(), want.1)), "missing {want:?} in {got:?}");
     }
     assert_eq!(got.len(), 5, "{got:?}");
 }
@@ -347,23 +286,13 @@ fn an_unknown_field_is_named_with_a_suggestion_for_a_typo() {
     let mut body = valid_body();
     body["occured_at"] = json!("2025-12-22T10:30:00Z");
     let errors = parse(body).expect_err("typo");
-    assert_eq!(
-        codes(&errors),
-        vec![("occured_at".into(), ErrorCode::UnknownField)]
-    );
-    assert!(
-        errors[0].message.contains("did you mean \"occurred_at\""),
-        "{}",
-        errors[0].message
-    );
+    assert_eq!(codes(&errors), vec![("occured_at".into(), ErrorCode::UnknownField)]);
+    assert!(errors[0].message.contains("did you mean \"occurred_at\""), "{}", errors[0].message);
 
     let mut body = valid_body();
     body["source"] = json!("web");
     let errors = parse(body).expect_err("unknown");
-    assert_eq!(
-        codes(&errors),
-        vec![("source".into(), ErrorCode::UnknownField)]
-    );
+    assert_eq!(codes(&errors), vec![("source".into(), ErrorCode::UnknownField)]);
 }
 
 #[test]
@@ -401,10 +330,7 @@ fn large_numbers_keep_every_digit() {
         "data":{"big":123456789012345678901234567890,"f":0.30000000000000004}}"#;
     let event = parse(serde_json::from_str(body).expect("json")).expect("valid");
     let written = serde_json::to_string(&event.data().to_value()).expect("serialise");
-    assert!(
-        written.contains("123456789012345678901234567890"),
-        "{written}"
-    );
+    assert!(written.contains("123456789012345678901234567890"), "{written}");
     assert!(written.contains("0.30000000000000004"), "{written}");
 }
 
@@ -421,10 +347,7 @@ fn event_ids_round_trip_through_their_text_form() {
         "tok_0123456789abcdef0123456789abcdef",
         "evt_0123456789abcdef0123456789abcdeg",
     ] {
-        assert!(
-            bad.parse::<EventId>().is_err(),
-            "{bad:?} should be rejected"
-        );
+        assert!(bad.parse::<EventId>().is_err(), "{bad:?} should be rejected");
     }
 }
 
@@ -440,16 +363,8 @@ fn tenant_names_are_lower_case_slugs() {
 
 #[test]
 fn data_with_a_nul_character_is_rejected() {
-    for data in [
-        json!({"s": "a\u{0}b"}),
-        json!({"a\u{0}": 1}),
-        json!({"deep": [{"x": "\u{0}"}]}),
-    ] {
-        assert_single_error(
-            with("data", data.clone()),
-            "data",
-            ErrorCode::InvalidCharacter,
-        );
+    for data in [json!({"s": "a\u{0}b"}), json!({"a\u{0}": 1}), json!({"deep": [{"x": "\u{0}"}]})] {
+        assert_single_error(with("data", data.clone()), "data", ErrorCode::InvalidCharacter);
     }
     assert!(parse(with("data", json!({"s": "\u{1}\u{7f} ok"}))).is_ok());
 }
@@ -457,29 +372,13 @@ fn data_with_a_nul_character_is_rejected() {
 #[test]
 fn numbers_beyond_what_storage_keeps_exactly_are_rejected() {
     let limits = Limits::default();
-    let accept = [
-        "0",
-        "-1",
-        "1e1000",
-        "1E-1000",
-        "-2.5e+3",
-        &"9".repeat(1000),
-        "1.7976931348623157e308",
-    ];
+    let accept =
+        ["0", "-1", "1e1000", "1E-1000", "-2.5e+3", &"9".repeat(1000), "1.7976931348623157e308"];
     for text in accept {
         let value: Value = serde_json::from_str(&format!("{{\"n\":{text}}}")).expect("json");
-        assert!(
-            EventData::parse(value, &limits).is_ok(),
-            "{text} should be accepted"
-        );
+        assert!(EventData::parse(value, &limits).is_ok(), "{text} should be accepted");
     }
-    let reject = [
-        "1e1001",
-        "1e-1001",
-        "0.000001e-16380",
-        "1e131072",
-        &"9".repeat(1001),
-    ];
+    let reject = ["1e1001", "1e-1001", "0.000001e-16380", "1e131072", &"9".repeat(1001)];
     for text in reject {
         let value: Value = serde_json::from_str(&format!("{{\"n\":[{text}]}}")).expect("json");
         let err = EventData::parse(value, &limits).expect_err(text);

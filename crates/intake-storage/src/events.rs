@@ -131,11 +131,7 @@ impl EventStore for PgStore {
             if !inserted && &stored != event.fingerprint() {
                 return Err(IngestError::KeyReused { original: event_id });
             }
-            return Ok(Ingested {
-                event_id,
-                received_at,
-                deduplicated: !inserted,
-            });
+            return Ok(Ingested { event_id, received_at, deduplicated: !inserted });
         }
         Err(IngestError::Unknown(anyhow!(
             "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"

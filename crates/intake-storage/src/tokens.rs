@@ -11,14 +11,7 @@ use uuid::Uuid;
 use crate::errors::classify;
 use crate::PgStore;
 
-type TokenRow = (
-    Uuid,
-    String,
-    String,
-    Vec<String>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
+type TokenRow = (Uuid, String, String, Vec<String>, DateTime<Utc>, Option<DateTime<Utc>>);
 
 const COLUMNS: &str = "token_id, tenant_id, name, scopes, created_at, revoked_at";
 
@@ -73,10 +66,8 @@ impl TokenStore for PgStore {
 
     async fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_tokens ORDER BY created_at DESC, token_id");
-        let rows: Vec<TokenRow> = sqlx::query_as(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let rows: Vec<TokenRow> =
+            sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(classify)?;
         rows.into_iter().map(record).collect()
     }
 

@@ -32,20 +32,15 @@ fn new_id() -> EventId {
 }
 
 async fn count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-        .expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count")
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_new_key_stores_the_event_under_the_given_id(pool: PgPool) {
     let store = PgStore::new(pool.clone());
     let id = new_id();
-    let got = store
-        .ingest(&tenant("dev"), &event("k1", json!({"a": 1})), id)
-        .await
-        .expect("ingest");
+    let got =
+        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), id).await.expect("ingest");
     assert_eq!(got.event_id, id);
     assert!(!got.deduplicated);
     assert_eq!(count(&pool).await, 1);
@@ -54,14 +49,10 @@ async fn a_new_key_stores_the_event_under_the_given_id(pool: PgPool) {
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_retry_with_the_same_key_returns_the_original_event(pool: PgPool) {
     let store = PgStore::new(pool.clone());
-    let first = store
-        .ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id())
-        .await
-        .expect("first");
-    let again = store
-        .ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id())
-        .await
-        .expect("retry");
+    let first =
+        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id()).await.expect("first");
+    let again =
+        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id()).await.expect("retry");
     assert_eq!(again.event_id, first.event_id);
     assert_eq!(again.received_at, first.received_at);
     assert!(again.deduplicated);
@@ -71,10 +62,8 @@ async fn a_retry_with_the_same_key_returns_the_original_event(pool: PgPool) {
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_key_reused_with_another_payload_names_the_original_and_stores_nothing(pool: PgPool) {
     let store = PgStore::new(pool.clone());
-    let first = store
-        .ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id())
-        .await
-        .expect("first");
+    let first =
+        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id()).await.expect("first");
     let err = store
         .ingest(&tenant("dev"), &event("k1", json!({"a": 2})), new_id())
         .await
@@ -89,16 +78,9 @@ async fn a_key_reused_with_another_payload_names_the_original_and_stores_nothing
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn keys_are_scoped_to_their_tenant(pool: PgPool) {
     let store = PgStore::new(pool.clone());
-    let a = store
-        .ingest(&tenant("acme"), &event("k1", json!({})), new_id())
-        .await
-        .expect("acme");
+    let a = store.ingest(&tenant("acme"), &event("k1", json!({})), new_id()).await.expect("acme");
     let b = store
-        .ingest(
-            &tenant("globex"),
-            &event("k1", json!({"other": true})),
-            new_id(),
-        )
+        .ingest(&tenant("globex"), &event("k1", json!({"other": true})), new_id())
         .await
         .expect("globex");
     assert_ne!(a.event_id, b.event_id);
@@ -113,13 +95,7 @@ async fn fifty_concurrent_inserts_of_one_key_store_exactly_one_row(pool: PgPool)
     for _ in 0..50 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            store
-                .ingest(
-                    &tenant("dev"),
-                    &event("same-key", json!({"n": 1})),
-                    new_id(),
-                )
-                .await
+            store.ingest(&tenant("dev"), &event("same-key", json!({"n": 1})), new_id()).await
         }));
     }
     let mut ids = Vec::new();
@@ -130,10 +106,7 @@ async fn fifty_concurrent_inserts_of_one_key_store_exactly_one_row(pool: PgPool)
         ids.push(got.event_id);
     }
     assert_eq!(fresh, 1, "exactly one request creates the event");
-    assert!(
-        ids.iter().all(|id| *id == ids[0]),
-        "every response carries the one id"
-    );
+    assert!(ids.iter().all(|id| *id == ids[0]), "every response carries the one id");
     assert_eq!(count(&pool).await, 1);
 }
 
@@ -144,10 +117,8 @@ async fn data_is_stored_as_sent(pool: PgPool) {
         r#"{"big": 123456789012345678901234567890, "f": 0.1, "s": "ünï 🚀", "n": {"deep": [null, true]}}"#,
     )
     .expect("json");
-    let got = store
-        .ingest(&tenant("dev"), &event("k1", data.clone()), new_id())
-        .await
-        .expect("ingest");
+    let got =
+        store.ingest(&tenant("dev"), &event("k1", data.clone()), new_id()).await.expect("ingest");
     let stored: sqlx::types::Json<Value> =
         sqlx::query_scalar("SELECT data FROM events WHERE event_id = $1")
             .bind(got.event_id.as_uuid())
@@ -167,10 +138,7 @@ async fn occurred_at_is_stored_at_microsecond_precision_in_utc(pool: PgPool) {
         IdempotencyKey::parse("k").expect("key"),
         EventData::parse(json!({}), &limits).expect("data"),
     );
-    let got = store
-        .ingest(&tenant("dev"), &e, new_id())
-        .await
-        .expect("ingest");
+    let got = store.ingest(&tenant("dev"), &e, new_id()).await.expect("ingest");
     let text: String = sqlx::query_scalar(
         "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM events WHERE event_id = $1",
     )
@@ -183,21 +151,13 @@ async fn occurred_at_is_stored_at_microsecond_precision_in_utc(pool: PgPool) {
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn an_unreachable_database_is_unavailable_not_unknown(_pool: PgPool) {
-    let settings = PoolSettings {
-        max_connections: 1,
-        acquire_timeout: Duration::from_millis(500),
-    };
+    let settings = PoolSettings { max_connections: 1, acquire_timeout: Duration::from_millis(500) };
     let store =
         PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/none", &settings).expect("url");
-    let err = store
-        .ingest(&tenant("dev"), &event("k", json!({})), new_id())
-        .await
-        .expect_err("down");
+    let err =
+        store.ingest(&tenant("dev"), &event("k", json!({})), new_id()).await.expect_err("down");
     assert!(matches!(err, IngestError::Unavailable(_)), "got {err:?}");
-    let err = store
-        .find_active(&TokenHash::of("x"))
-        .await
-        .expect_err("down");
+    let err = store.find_active(&TokenHash::of("x")).await.expect_err("down");
     assert!(matches!(err, StoreError::Unavailable(_)), "got {err:?}");
 }
 
@@ -217,18 +177,10 @@ async fn a_created_token_is_found_by_the_hash_of_its_secret(pool: PgPool) {
     let token = new_token("s3cret", "acme", vec![Scope::EventsRead]);
     let created = store.create(&token).await.expect("create");
     assert_eq!(created.id, token.id);
-    let found = store
-        .find_active(&TokenHash::of("s3cret"))
-        .await
-        .expect("find")
-        .expect("present");
+    let found = store.find_active(&TokenHash::of("s3cret")).await.expect("find").expect("present");
     assert_eq!(found.tenant.as_str(), "acme");
     assert_eq!(found.scopes, vec![Scope::EventsRead]);
-    assert!(store
-        .find_active(&TokenHash::of("other"))
-        .await
-        .expect("find")
-        .is_none());
+    assert!(store.find_active(&TokenHash::of("other")).await.expect("find").is_none());
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -237,15 +189,8 @@ async fn a_revoked_token_is_no_longer_found_but_still_listed(pool: PgPool) {
     let token = new_token("s3cret", "acme", Scope::ALL.to_vec());
     store.create(&token).await.expect("create");
     assert!(store.revoke(token.id).await.expect("revoke"));
-    assert!(
-        !store.revoke(token.id).await.expect("second revoke"),
-        "already revoked"
-    );
-    assert!(store
-        .find_active(&TokenHash::of("s3cret"))
-        .await
-        .expect("find")
-        .is_none());
+    assert!(!store.revoke(token.id).await.expect("second revoke"), "already revoked");
+    assert!(store.find_active(&TokenHash::of("s3cret")).await.expect("find").is_none());
     let listed = store.list().await.expect("list");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].revoked_at.is_some());
@@ -253,7 +198,5 @@ async fn a_revoked_token_is_no_longer_found_but_still_listed(pool: PgPool) {
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn migrations_can_run_twice(pool: PgPool) {
-    intake_storage::migrate(&pool)
-        .await
-        .expect("second run is a no-op");
+    intake_storage::migrate(&pool).await.expect("second run is a no-op");
 }

@@ -1,34 +1,15 @@
 //! Bearer tokens, scopes and tenants.
 
 use chrono::Utc;
-use intake_api::auth::issue_token;
-use intake_domain::{Scope, TenantId, TokenStore};
+use intake_domain::{Scope, TokenStore};
 use intake_storage::PgStore;
 use reqwest::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::helpers::{
-    expect_problem, local_settings, quick_start_event, spawn_app, spawn_app_with,
+    create_token, expect_problem, local_settings, quick_start_event, spawn_app, spawn_app_with,
 };
-
-async fn create_token(
-    pool: &PgPool,
-    tenant: &str,
-    scopes: Vec<Scope>,
-) -> (String, intake_domain::TokenId) {
-    let issued = issue_token(
-        TenantId::parse(tenant).expect("tenant"),
-        "test".into(),
-        scopes,
-    )
-    .expect("token");
-    PgStore::new(pool.clone())
-        .create(&issued.token)
-        .await
-        .expect("stored");
-    (issued.secret, issued.token.id)
-}
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_missing_or_malformed_authorization_is_401_with_www_authenticate(pool: PgPool) {
@@ -50,14 +31,8 @@ async fn a_missing_or_malformed_authorization_is_401_with_www_authenticate(pool:
     ];
     for request in cases {
         let (headers, _) = expect_problem(request, 401, "unauthorized").await;
-        let challenge = headers
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        assert!(
-            challenge.starts_with("Bearer"),
-            "WWW-Authenticate is {challenge:?}"
-        );
+        let challenge = headers.get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(challenge.starts_with("Bearer"), "WWW-Authenticate is {challenge:?}");
     }
     assert_eq!(app.event_count().await, 0);
 }
@@ -92,13 +67,7 @@ async fn a_token_without_the_write_scope_is_403(pool: PgPool) {
         .header(CONTENT_TYPE, "application/json")
         .body(quick_start_event().to_string());
     let (_, problem) = expect_problem(request, 403, "forbidden").await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("events:write"),
-        "{problem}"
-    );
+    assert!(problem["detail"].as_str().unwrap_or("").contains("events:write"), "{problem}");
     assert_eq!(app.event_count().await, 0);
 }
 
@@ -116,18 +85,8 @@ async fn a_database_token_works_and_its_tenant_scopes_the_key(pool: PgPool) {
             .send()
     };
     let a: Value = post(acme).await.expect("sent").json().await.expect("json");
-    let b: Value = post(globex)
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let dev: Value = app
-        .post_event(&quick_start_event())
-        .await
-        .json()
-        .await
-        .expect("json");
+    let b: Value = post(globex).await.expect("sent").json().await.expect("json");
+    let dev: Value = app.post_event(&quick_start_event()).await.json().await.expect("json");
     assert_eq!(a["deduplicated"], false);
     assert_eq!(b["deduplicated"], false);
     assert_eq!(dev["deduplicated"], false);
@@ -154,11 +113,7 @@ async fn a_revoked_token_stops_working_within_a_second(pool: PgPool) {
             .body(body.to_string())
             .send()
     };
-    assert_eq!(
-        post("before").await.expect("sent").status(),
-        200,
-        "token works (and is cached)"
-    );
+    assert_eq!(post("before").await.expect("sent").status(), 200, "token works (and is cached)");
     assert!(PgStore::new(pool).revoke(id).await.expect("revoke"));
     let revoked_at = Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
@@ -176,17 +131,10 @@ fn production_refuses_dev_tokens() {
     let mut settings =
         intake_api::settings::Settings::load_profile(&crate::helpers::config_dir(), "production")
             .expect("production profile loads");
-    assert!(
-        settings.auth.dev_tokens.is_empty(),
-        "the shipped production profile has none"
-    );
-    settings
-        .check_for_serving()
-        .expect("production without dev tokens may serve");
+    assert!(settings.auth.dev_tokens.is_empty(), "the shipped production profile has none");
+    settings.check_for_serving().expect("production without dev tokens may serve");
     settings.auth.dev_tokens = local_settings().auth.dev_tokens;
-    let err = settings
-        .check_for_serving()
-        .expect_err("dev tokens in production");
+    let err = settings.check_for_serving().expect_err("dev tokens in production");
     assert!(err.to_string().contains("refusing to start"), "{err}");
 }
 

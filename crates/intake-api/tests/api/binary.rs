@@ -13,10 +13,8 @@ use crate::helpers::{config_dir, DEV_TOKEN};
 
 /// The URL of the database a `#[sqlx::test]` pool is connected to.
 async fn database_url(pool: &PgPool) -> String {
-    let name: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await
-        .expect("name");
+    let name: String =
+        sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.expect("name");
     with_database(&name)
 }
 
@@ -63,32 +61,14 @@ async fn tokens_can_be_created_listed_and_revoked(pool: PgPool) {
 
     let created = intake(
         &url,
-        &[
-            "tokens",
-            "create",
-            "--tenant",
-            "acme",
-            "--name",
-            "ci",
-            "--scope",
-            "events:write",
-        ],
+        &["tokens", "create", "--tenant", "acme", "--name", "ci", "--scope", "events:write"],
     );
     let secret = assert_success(&created).trim().to_owned();
-    assert!(
-        secret.starts_with("itk_") && secret.len() == 4 + 64,
-        "token {secret:?}"
-    );
+    assert!(secret.starts_with("itk_") && secret.len() == 4 + 64, "token {secret:?}");
 
     let listed = assert_success(&intake(&url, &["tokens", "list"]));
-    let line = listed
-        .lines()
-        .find(|l| l.contains("acme"))
-        .expect("token listed");
-    assert!(
-        line.contains("events:write") && line.contains("active"),
-        "{line}"
-    );
+    let line = listed.lines().find(|l| l.contains("acme")).expect("token listed");
+    assert!(line.contains("events:write") && line.contains("active"), "{line}");
     assert!(!listed.contains(&secret), "list never shows a secret");
     let id = line.split('\t').next().expect("id column").to_owned();
     assert!(id.starts_with("tok_"), "{id}");
@@ -112,23 +92,11 @@ async fn tokens_create_rejects_an_unknown_scope_or_tenant(pool: PgPool) {
     let url = database_url(&pool).await;
     let bad_scope = intake(
         &url,
-        &[
-            "tokens",
-            "create",
-            "--tenant",
-            "acme",
-            "--name",
-            "x",
-            "--scope",
-            "events:delete",
-        ],
+        &["tokens", "create", "--tenant", "acme", "--name", "x", "--scope", "events:delete"],
     );
     assert!(!bad_scope.status.success());
     assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("unknown scope"));
-    let bad_tenant = intake(
-        &url,
-        &["tokens", "create", "--tenant", "Not Valid", "--name", "x"],
-    );
+    let bad_tenant = intake(&url, &["tokens", "create", "--tenant", "Not Valid", "--name", "x"]);
     assert!(!bad_tenant.status.success());
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens")
         .fetch_one(&pool)
@@ -143,29 +111,18 @@ async fn migrate_creates_the_database_and_is_safe_to_run_twice(pool: PgPool) {
     let url = with_database(&name);
     assert_success(&intake(&url, &["migrate"]));
     assert_success(&intake(&url, &["migrate"]));
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .expect("connect");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut conn)
         .await
         .expect("migrations table");
     assert_eq!(applied as usize, intake_storage::MIGRATOR.iter().count());
-    <sqlx::PgConnection as sqlx::Connection>::close(conn)
-        .await
-        .expect("close");
-    sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("drop");
+    <sqlx::PgConnection as sqlx::Connection>::close(conn).await.expect("close");
+    sqlx::query(&format!("DROP DATABASE {name}")).execute(&pool).await.expect("drop");
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -212,30 +169,14 @@ async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) 
     };
     assert_eq!(status, 200);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let killed =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let exit = child.wait().expect("exits");
     let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut logs)
-        .expect("read logs");
+    child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("read logs");
     assert!(exit.success(), "exit {exit:?}; logs: {logs}");
-    assert!(
-        logs.contains("request finished"),
-        "a line per request: {logs}"
-    );
-    assert!(
-        !logs.contains(DEV_TOKEN),
-        "a token reached the logs: {logs}"
-    );
-    assert!(
-        !logs.contains(marker),
-        "event data reached the logs: {logs}"
-    );
+    assert!(logs.contains("request finished"), "a line per request: {logs}");
+    assert!(!logs.contains(DEV_TOKEN), "a token reached the logs: {logs}");
+    assert!(!logs.contains(marker), "event data reached the logs: {logs}");
 }

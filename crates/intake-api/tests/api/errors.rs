@@ -30,14 +30,7 @@ async fn invalid_utf8_is_400_invalid_utf8(pool: PgPool) {
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_body_that_is_not_an_object_is_400_invalid_body(pool: PgPool) {
     let app = spawn_app(pool).await;
-    for body in [
-        "[]",
-        "[{\"event_type\":\"t\"}]",
-        "\"text\"",
-        "42",
-        "null",
-        "true",
-    ] {
+    for body in ["[]", "[{\"event_type\":\"t\"}]", "\"text\"", "42", "null", "true"] {
         expect_problem(app.post_events().body(body), 400, "invalid-body").await;
     }
 }
@@ -51,21 +44,12 @@ async fn every_invalid_field_is_reported_at_once(pool: PgPool) {
         "idempotency_key": "has space",
         "data": "not an object",
     });
-    let (_, problem) = expect_problem(
-        app.post_events().body(body.to_string()),
-        400,
-        "validation-failed",
-    )
-    .await;
+    let (_, problem) =
+        expect_problem(app.post_events().body(body.to_string()), 400, "validation-failed").await;
     let errors = problem["errors"].as_array().expect("errors array");
     let fields: Vec<(&str, &str)> = errors
         .iter()
-        .map(|e| {
-            (
-                e["field"].as_str().unwrap_or(""),
-                e["code"].as_str().unwrap_or(""),
-            )
-        })
+        .map(|e| (e["field"].as_str().unwrap_or(""), e["code"].as_str().unwrap_or("")))
         .collect();
     for want in [
         ("occured_at", "unknown_field"),
@@ -91,12 +75,9 @@ async fn occurred_at_without_offset_or_far_in_the_future_is_rejected(pool: PgPoo
     ] {
         let mut body = quick_start_event();
         body["occurred_at"] = json!(value);
-        let (_, problem) = expect_problem(
-            app.post_events().body(body.to_string()),
-            400,
-            "validation-failed",
-        )
-        .await;
+        let (_, problem) =
+            expect_problem(app.post_events().body(body.to_string()), 400, "validation-failed")
+                .await;
         assert_eq!(problem["errors"][0]["field"], "occurred_at", "for {value}");
         assert_eq!(problem["errors"][0]["code"], code, "for {value}");
     }
@@ -120,27 +101,16 @@ async fn a_content_type_other_than_json_is_415(pool: PgPool) {
             .body(body.clone());
         expect_problem(request, 415, "unsupported-content-type").await;
     }
-    let without = app
-        .client
-        .post(app.url("/v1/events"))
-        .bearer_auth(DEV_TOKEN)
-        .body(body.clone());
+    let without = app.client.post(app.url("/v1/events")).bearer_auth(DEV_TOKEN).body(body.clone());
     expect_problem(without, 415, "unsupported-content-type").await;
-    for content_type in [
-        "application/json; charset=utf-8",
-        "application/cloudevents+json",
-    ] {
+    for content_type in ["application/json; charset=utf-8", "application/cloudevents+json"] {
         let request = app
             .client
             .post(app.url("/v1/events"))
             .bearer_auth(DEV_TOKEN)
             .header(CONTENT_TYPE, content_type)
             .body(body.clone());
-        assert_eq!(
-            request.send().await.expect("sent").status(),
-            200,
-            "{content_type}"
-        );
+        assert_eq!(request.send().await.expect("sent").status(), 200, "{content_type}");
     }
 }
 
@@ -172,22 +142,11 @@ async fn a_body_over_one_mebibyte_is_413(pool: PgPool) {
     let app = spawn_app(pool).await;
     let request = app.post_events().body(oversized_event(1024 * 1024));
     let (_, problem) = expect_problem(request, 413, "payload-too-large").await;
-    assert!(
-        problem["detail"].as_str().unwrap_or("").contains("1048576"),
-        "{problem}"
-    );
+    assert!(problem["detail"].as_str().unwrap_or("").contains("1048576"), "{problem}");
     // Just under the limit is fine.
     let fits = oversized_event(1024 * 1024 - 300);
     assert!(fits.len() <= 1024 * 1024);
-    assert_eq!(
-        app.post_events()
-            .body(fits)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
-        200
-    );
+    assert_eq!(app.post_events().body(fits).send().await.expect("sent").status(), 200);
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -209,15 +168,8 @@ async fn a_gzip_bomb_is_413(pool: PgPool) {
         encoder.write_all(&zeros).expect("compress");
     }
     let bomb = encoder.finish().expect("compress");
-    assert!(
-        bomb.len() < 200 * 1024,
-        "64 MiB of spaces compress small: {}",
-        bomb.len()
-    );
-    let request = app
-        .post_events()
-        .header("Content-Encoding", "gzip")
-        .body(bomb);
+    assert!(bomb.len() < 200 * 1024, "64 MiB of spaces compress small: {}", bomb.len());
+    let request = app.post_events().header("Content-Encoding", "gzip").body(bomb);
     expect_problem(request, 413, "payload-too-large").await;
 }
 
@@ -232,21 +184,14 @@ async fn an_unknown_route_is_a_404_problem(pool: PgPool) {
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_wrong_method_is_405_with_allow(pool: PgPool) {
     let app = spawn_app(pool).await;
-    for method in [
-        reqwest::Method::PUT,
-        reqwest::Method::DELETE,
-        reqwest::Method::PATCH,
-    ] {
+    for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
         let (headers, _) = expect_problem(
             app.client.request(method.clone(), app.url("/v1/events")),
             405,
             "method-not-allowed",
         )
         .await;
-        let allow = headers
-            .get("allow")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let allow = headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
         assert!(allow.contains("POST"), "{method}: Allow is {allow:?}");
     }
 }
@@ -279,9 +224,7 @@ async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced(pool: PgPool) {
     assert_eq!(response.headers()["x-request-id"], "client-abc.123");
 
     let (headers, problem) = expect_problem(
-        app.client
-            .get(app.url("/nope"))
-            .header("X-Request-Id", "bad id with spaces"),
+        app.client.get(app.url("/nope")).header("X-Request-Id", "bad id with spaces"),
         404,
         "not-found",
     )

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use intake_api::auth::issue_token;
 use intake_api::settings::Settings;
 use intake_api::startup::Application;
+use intake_domain::{Scope, TenantId, TokenId, TokenStore};
 use intake_storage::{PgStore, PoolSettings};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{RequestBuilder, Response};
@@ -42,31 +44,21 @@ pub async fn spawn_app_with(pool: PgPool, settings: Settings) -> TestApp {
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        pool,
-    }
+    TestApp { address, client: reqwest::Client::new(), pool }
 }
 
 /// Starts the server over a database that does not answer.
 pub async fn spawn_app_without_database() -> TestApp {
     let settings = local_settings();
-    let pool_settings = PoolSettings {
-        max_connections: 2,
-        acquire_timeout: Duration::from_millis(500),
-    };
+    let pool_settings =
+        PoolSettings { max_connections: 2, acquire_timeout: Duration::from_millis(500) };
     let store = PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/none", &pool_settings)
         .expect("valid url");
     let pool = store.pool().clone();
     let app = Application::build_with_store(&settings, store).expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        pool,
-    }
+    TestApp { address, client: reqwest::Client::new(), pool }
 }
 
 /// The quick start's event.
@@ -94,11 +86,7 @@ impl TestApp {
 
     /// Posts `body` as JSON with the dev token.
     pub async fn post_event(&self, body: &Value) -> Response {
-        self.post_events()
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request sent")
+        self.post_events().body(body.to_string()).send().await.expect("request sent")
     }
 
     pub async fn event_count(&self) -> i64 {
@@ -112,21 +100,14 @@ impl TestApp {
 /// Reads a problem response, checking what every problem must carry.
 #[track_caller]
 pub fn assert_problem_shape(status: u16, headers: &reqwest::header::HeaderMap, body: &Value) {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     assert_eq!(content_type, "application/problem+json", "body {body}");
     assert_eq!(body["status"], status, "body {body}");
     for member in ["type", "title", "detail", "request_id"] {
         assert!(body[member].is_string(), "problem lacks {member}: {body}");
     }
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    assert_eq!(
-        body["request_id"].as_str(),
-        request_id,
-        "problem names the request id"
-    );
+    assert_eq!(body["request_id"].as_str(), request_id, "problem names the request id");
 }
 
 /// Sends the request and returns its status and problem body, checked for shape, expecting
@@ -144,10 +125,14 @@ pub async fn expect_problem(
         .unwrap_or_else(|_| panic!("status {got}: body is not JSON: {text:?}"));
     assert_eq!(got, status, "body {body}");
     assert_problem_shape(status, &headers, &body);
-    assert_eq!(
-        body["type"],
-        format!("/docs/troubleshooting#{slug}"),
-        "body {body}"
-    );
+    assert_eq!(body["type"], format!("/docs/troubleshooting#{slug}"), "body {body}");
     (headers, body)
+}
+
+/// Creates a token for `tenant` with `scopes` in the test's database; returns its secret.
+pub async fn create_token(pool: &PgPool, tenant: &str, scopes: Vec<Scope>) -> (String, TokenId) {
+    let issued = issue_token(TenantId::parse(tenant).expect("tenant"), "test".into(), scopes)
+        .expect("token");
+    PgStore::new(pool.clone()).create(&issued.token).await.expect("stored");
+    (issued.secret, issued.token.id)
 }

@@ -41,11 +41,7 @@ async fn an_acknowledged_event_is_committed_before_the_answer(pool: PgPool) {
     let response = app.post_event(&quick_start_event()).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
-    let id = body["event_id"]
-        .as_str()
-        .expect("id")
-        .trim_start_matches("evt_")
-        .to_owned();
+    let id = body["event_id"].as_str().expect("id").trim_start_matches("evt_").to_owned();
     // A new connection sees the row as soon as the answer has arrived.
     let mut other = sqlx::PgConnection::connect_with(&app.pool.connect_options())
         .await
@@ -65,21 +61,11 @@ use sqlx::Connection;
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn the_same_instant_in_another_offset_and_key_order_deduplicates(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let first: Value = app
-        .post_event(&quick_start_event())
-        .await
-        .json()
-        .await
-        .expect("json");
+    let first: Value = app.post_event(&quick_start_event()).await.json().await.expect("json");
     let reordered = r#"{"data":{"plan":"pro","user_id":"u_12345"},
         "idempotency_key":"0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41",
         "occurred_at":"2025-12-22T12:30:00.000+02:00","event_type":"user.created"}"#;
-    let response = app
-        .post_events()
-        .body(reordered)
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_events().body(reordered).send().await.expect("sent");
     assert_eq!(response.status(), 200);
     let again: Value = response.json().await.expect("json");
     assert_eq!(again["event_id"], first["event_id"]);
@@ -90,12 +76,7 @@ async fn the_same_instant_in_another_offset_and_key_order_deduplicates(pool: PgP
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_key_reused_with_another_payload_is_422_naming_the_original(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let first: Value = app
-        .post_event(&quick_start_event())
-        .await
-        .json()
-        .await
-        .expect("json");
+    let first: Value = app.post_event(&quick_start_event()).await.json().await.expect("json");
     for (field, value) in [
         ("event_type", json!("user.deleted")),
         ("occurred_at", json!("2025-12-22T10:30:01Z")),
@@ -109,10 +90,7 @@ async fn a_key_reused_with_another_payload_is_422_naming_the_original(pool: PgPo
             "idempotency-key-reused",
         )
         .await;
-        assert_eq!(
-            problem["event_id"], first["event_id"],
-            "when {field} differs"
-        );
+        assert_eq!(problem["event_id"], first["event_id"], "when {field} differs");
         assert!(
             problem["detail"]
                 .as_str()
@@ -128,35 +106,18 @@ async fn a_key_reused_with_another_payload_is_422_naming_the_original(pool: PgPo
 async fn the_key_may_come_from_the_idempotency_key_header(pool: PgPool) {
     let app = spawn_app(pool).await;
     let mut body = quick_start_event();
-    body.as_object_mut()
-        .expect("object")
-        .remove("idempotency_key");
+    body.as_object_mut().expect("object").remove("idempotency_key");
     let send = |header: &'static str| {
-        app.post_events()
-            .header("Idempotency-Key", header)
-            .body(body.to_string())
-            .send()
+        app.post_events().header("Idempotency-Key", header).body(body.to_string()).send()
     };
-    let first: Value = send("hdr-1")
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let first: Value = send("hdr-1").await.expect("sent").json().await.expect("json");
     assert_eq!(first["deduplicated"], false);
-    let quoted: Value = send("\"hdr-1\"")
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let quoted: Value = send("\"hdr-1\"").await.expect("sent").json().await.expect("json");
     assert_eq!(quoted["event_id"], first["event_id"]);
     assert_eq!(quoted["deduplicated"], true);
 
     let (_, problem) = expect_problem(
-        app.post_events()
-            .header("Idempotency-Key", "other")
-            .body(quick_start_event().to_string()),
+        app.post_events().header("Idempotency-Key", "other").body(quick_start_event().to_string()),
         400,
         "validation-failed",
     )
@@ -189,9 +150,7 @@ async fn gzip_bodies_are_accepted(pool: PgPool) {
     use std::io::Write;
     let app = spawn_app(pool).await;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder
-        .write_all(quick_start_event().to_string().as_bytes())
-        .expect("compress");
+    encoder.write_all(quick_start_event().to_string().as_bytes()).expect("compress");
     let compressed = encoder.finish().expect("compress");
     let response = app
         .post_events()

@@ -5,3 +5,4 @@ mod binary;
 mod errors;
 mod helpers;
 mod ingest;
+mod read;
