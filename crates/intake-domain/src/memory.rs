@@ -10,7 +10,7 @@ use chrono::Utc;
 use crate::event::{EventId, NewEvent, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
-use crate::ports::{EventStore, IngestError, Ingested, StoreError, TokenStore};
+use crate::ports::{BatchOutcome, EventStore, IngestError, Ingested, StoreError, TokenStore};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
 type Row = (TenantId, StoredEvent, Fingerprint);
@@ -81,6 +81,24 @@ impl EventStore for MemoryEventStore {
             Ingested { event_id: new_id, received_at: stored.received_at, deduplicated: false };
         events.push((tenant.clone(), stored, *event.fingerprint()));
         Ok(ingested)
+    }
+
+    async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        events: &[(NewEvent, EventId)],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (event, id) in events {
+            outcomes.push(match self.ingest(tenant, event, *id).await {
+                Ok(ingested) => BatchOutcome::Stored(ingested),
+                Err(IngestError::KeyReused { original }) => BatchOutcome::KeyReused { original },
+                Err(IngestError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+                Err(IngestError::Refused(e)) => return Err(StoreError::Refused(e)),
+                Err(IngestError::Unknown(e)) => return Err(StoreError::Unknown(e)),
+            });
+        }
+        Ok(outcomes)
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {

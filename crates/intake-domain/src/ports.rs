@@ -18,6 +18,18 @@ pub struct Ingested {
     pub deduplicated: bool,
 }
 
+/// The outcome of one item of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Stored now, or found stored by an earlier request or an earlier item of the batch.
+    Stored(Ingested),
+    /// The key already holds a different payload.
+    KeyReused {
+        /// The event that holds the key.
+        original: EventId,
+    },
+}
+
 /// Why an event could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -74,6 +86,16 @@ pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
         event: &NewEvent,
         new_id: EventId,
     ) -> Result<Ingested, IngestError>;
+
+    /// Stores many events for `tenant`, each as [`EventStore::ingest`] would, in as few round
+    /// trips as possible; outcomes come back in the order of `events`. An item whose key an
+    /// earlier item of the same batch used behaves as a retry of that item. Only a failure of
+    /// storage itself fails the whole call.
+    async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        events: &[(NewEvent, EventId)],
+    ) -> Result<Vec<BatchOutcome>, StoreError>;
 
     /// The tenant's event with this id; `None` when it does not exist or is another tenant's.
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError>;

@@ -3,9 +3,11 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
 use intake_domain::{
-    EventId, EventStore, FeedPage, FeedPosition, FeedQuery, Fingerprint, IngestError, Ingested,
-    NewEvent, StoreError, StoredEvent, TenantId,
+    BatchOutcome, EventId, EventStore, FeedPage, FeedPosition, FeedQuery, Fingerprint, IngestError,
+    Ingested, NewEvent, StoreError, StoredEvent, TenantId,
 };
 use uuid::Uuid;
 
@@ -33,6 +35,54 @@ SELECT event_id, received_at, fingerprint, false AS inserted
 FROM events
 WHERE tenant_id = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM inserted)
 "#;
+
+/// Inserts a batch in one statement, in request order, skipping keys the tenant already holds;
+/// returns the rows it inserted. The batch's keys are distinct (the caller folds repeats).
+const INGEST_BATCH: &str = r#"
+INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
+                    fingerprint)
+SELECT event_id, $1, idempotency_key, event_type, occurred_at, data, fingerprint
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::bytea[])
+     WITH ORDINALITY AS item(event_id, idempotency_key, event_type, occurred_at, data,
+                             fingerprint, ord)
+ORDER BY ord
+ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
+RETURNING idempotency_key, event_id, received_at, fingerprint
+"#;
+
+/// The rows holding some keys of a tenant: read after [`INGEST_BATCH`] for the keys it
+/// skipped. A separate statement, so its snapshot includes rows that concurrent writers
+/// committed while the insert waited on them.
+const KEY_HOLDERS: &str = r#"
+SELECT idempotency_key, event_id, received_at, fingerprint
+FROM events
+WHERE tenant_id = $1 AND idempotency_key = ANY($2)
+"#;
+
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
+}
+
+/// The row that holds a key, as far as a batch needs it.
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    event_id: EventId,
+    received_at: DateTime<Utc>,
+    fingerprint: Fingerprint,
+    inserted_now: bool,
+}
+
+type HolderRow = (String, Uuid, DateTime<Utc>, Vec<u8>);
+
+fn holder(row: HolderRow, inserted_now: bool) -> Result<(String, Holder), StoreError> {
+    let (key, event_id, received_at, fingerprint) = row;
+    let fingerprint = Fingerprint::from_slice(&fingerprint)
+        .ok_or_else(|| StoreError::Unknown(anyhow!("stored fingerprint is not 32 bytes")))?;
+    Ok((
+        key,
+        Holder { event_id: EventId::from_uuid(event_id), received_at, fingerprint, inserted_now },
+    ))
+}
 
 /// One event of one tenant, by id (the primary key).
 const GET: &str = r#"
@@ -149,6 +199,100 @@ impl EventStore for PgStore {
         Err(IngestError::Unknown(anyhow!(
             "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
         )))
+    }
+
+    async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        events: &[(NewEvent, EventId)],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        // The first item with each key is the one to insert; later ones are its retries.
+        let mut first_of_key: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+        for (i, (event, _)) in events.iter().enumerate() {
+            first_of_key.entry(event.idempotency_key().as_str()).or_insert(i);
+        }
+        let mut pending: Vec<usize> = first_of_key.values().copied().collect();
+        pending.sort_unstable();
+
+        let mut holders: HashMap<String, Holder> = HashMap::with_capacity(pending.len());
+        for _ in 0..INGEST_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let items: Vec<&(NewEvent, EventId)> = pending.iter().map(|&i| &events[i]).collect();
+            let inserted: Result<Vec<HolderRow>, sqlx::Error> = sqlx::query_as(INGEST_BATCH)
+                .bind(tenant.as_str())
+                .bind(items.iter().map(|(_, id)| id.as_uuid()).collect::<Vec<_>>())
+                .bind(items.iter().map(|(e, _)| e.idempotency_key().as_str()).collect::<Vec<_>>())
+                .bind(items.iter().map(|(e, _)| e.event_type().as_str()).collect::<Vec<_>>())
+                .bind(items.iter().map(|(e, _)| e.occurred_at().as_utc()).collect::<Vec<_>>())
+                .bind(
+                    items
+                        .iter()
+                        .map(|(e, _)| sqlx::types::Json(e.data().as_map()))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    items.iter().map(|(e, _)| &e.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
+                )
+                .fetch_all(&self.pool)
+                .await;
+            // Two batches that share keys in different orders can each wait on a key the other
+            // inserted: PostgreSQL aborts one of them as a deadlock. Its statement did nothing,
+            // so it is simply run again.
+            let inserted = match inserted {
+                Err(e) if is_deadlock(&e) => continue,
+                other => other.map_err(classify)?,
+            };
+            for row in inserted {
+                let (key, h) = holder(row, true)?;
+                holders.insert(key, h);
+            }
+            let skipped: Vec<&str> = items
+                .iter()
+                .map(|(e, _)| e.idempotency_key().as_str())
+                .filter(|key| !holders.contains_key(*key))
+                .collect();
+            if !skipped.is_empty() {
+                let rows: Vec<HolderRow> = sqlx::query_as(KEY_HOLDERS)
+                    .bind(tenant.as_str())
+                    .bind(&skipped)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                for row in rows {
+                    let (key, h) = holder(row, false)?;
+                    holders.insert(key, h);
+                }
+            }
+            pending.retain(|&i| !holders.contains_key(events[i].0.idempotency_key().as_str()));
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Unknown(anyhow!(
+                "{} keys have no row after {INGEST_ATTEMPTS} attempts to insert them",
+                pending.len()
+            )));
+        }
+
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, (event, _))| {
+                let key = event.idempotency_key().as_str();
+                let h = holders
+                    .get(key)
+                    .ok_or_else(|| StoreError::Unknown(anyhow!("no holder for a batch key")))?;
+                if &h.fingerprint != event.fingerprint() {
+                    return Ok(BatchOutcome::KeyReused { original: h.event_id });
+                }
+                let created_by_this_item = h.inserted_now && first_of_key.get(key) == Some(&i);
+                Ok(BatchOutcome::Stored(Ingested {
+                    event_id: h.event_id,
+                    received_at: h.received_at,
+                    deduplicated: !created_by_this_item,
+                }))
+            })
+            .collect()
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
