@@ -36,6 +36,9 @@ pub enum ApiError {
     /// One or more fields are invalid.
     #[error("the event has {} invalid field(s)", .0.len())]
     Validation(Vec<FieldError>),
+    /// A batch body that is not `{"events":[…]}` with 1–1000 items.
+    #[error("{0}")]
+    InvalidBatch(String),
     /// One or more query parameters are invalid.
     #[error("{} query parameter(s) are invalid", .0.len())]
     InvalidQuery(Vec<FieldError>),
@@ -122,6 +125,7 @@ kinds! {
     UNREADABLE_BODY = "unreadable-body", 400, "Body could not be read";
     VALIDATION_FAILED = "validation-failed", 400, "Invalid event";
     INVALID_QUERY = "invalid-query", 400, "Invalid query parameters";
+    INVALID_BATCH = "invalid-batch", 400, "Invalid batch";
     UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
     FORBIDDEN = "forbidden", 403, "Token lacks a scope";
     NOT_FOUND = "not-found", 404, "Not found";
@@ -151,6 +155,7 @@ impl ApiError {
             Self::UnreadableBody(_) => ProblemKind::UNREADABLE_BODY,
             Self::Validation(_) => ProblemKind::VALIDATION_FAILED,
             Self::InvalidQuery(_) => ProblemKind::INVALID_QUERY,
+            Self::InvalidBatch(_) => ProblemKind::INVALID_BATCH,
             Self::Unauthorized(_) => ProblemKind::UNAUTHORIZED,
             Self::Forbidden(_) => ProblemKind::FORBIDDEN,
             Self::NotFound(_) => ProblemKind::NOT_FOUND,

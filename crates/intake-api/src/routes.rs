@@ -5,8 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use intake_domain::event::format_timestamp;
 use intake_domain::{
-    ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested, NewEvent, Scope,
-    StoredEvent,
+    BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
+    NewEvent, Scope, StoredEvent,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(ingest))
             .route(web::get().to(feed)),
     )
+    .service(resource("/v1/events/batch", &[Method::POST]).route(web::post().to(ingest_batch)))
     .service(resource("/v1/events/{event_id}", &[Method::GET]).route(web::get().to(get_event)))
     .service(
         resource("/docs/troubleshooting", &[Method::GET]).route(web::get().to(troubleshooting)),
@@ -88,6 +89,131 @@ async fn ingest(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(Accepted::from(&ingested)))
+}
+
+/// The most events one batch may hold.
+const MAX_BATCH_ITEMS: usize = 1000;
+
+/// One item's answer in a batch: accepted like a single event, or rejected with its errors.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ItemResult {
+    Accepted(Accepted),
+    Rejected {
+        status: &'static str,
+        errors: Vec<FieldError>,
+        /// The event that holds the key, when the key was reused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+    },
+}
+
+impl ItemResult {
+    fn rejected(errors: Vec<FieldError>) -> Self {
+        Self::Rejected { status: "error", errors, event_id: None }
+    }
+}
+
+/// The answer to a batch.
+#[derive(Debug, Serialize)]
+struct BatchBody {
+    results: Vec<ItemResult>,
+    accepted: usize,
+    deduplicated: usize,
+    rejected: usize,
+}
+
+/// The items of a `{"events":[…]}` body, or why the whole batch is refused.
+fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, ApiError> {
+    let shape = || "the body must be {\"events\":[…]} with 1 to 1000 events".to_owned();
+    if let Some(other) = body.keys().find(|k| *k != "events") {
+        return Err(ApiError::InvalidBatch(format!("unknown field {other:?}; {}", shape())));
+    }
+    let items = match body.remove("events") {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(ApiError::InvalidBatch(format!(
+                "events must be an array, not {}",
+                intake_domain::event::json_type_name(&other)
+            )))
+        }
+        None => return Err(ApiError::InvalidBatch(format!("events is missing; {}", shape()))),
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::InvalidBatch(format!(
+            "the batch has {} events; send 1 to {MAX_BATCH_ITEMS}",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
+/// `POST /v1/events/batch`: each item validated and stored on its own, in one round trip to
+/// storage for all the valid ones; answers in request order after commit.
+async fn ingest_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
+    let object = body::json_object(&req, payload, state.limits.max_batch_body_bytes).await?;
+    let items = batch_items(object)?;
+    let now = Utc::now();
+
+    let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
+    for (position, item) in items.into_iter().enumerate() {
+        let parsed = match item {
+            Value::Object(fields) => NewEvent::parse(fields, None, now, &state.validation),
+            other => Err(vec![FieldError::new(
+                "event",
+                ErrorCode::NotAnObject,
+                format!(
+                    "each item of events must be a JSON object, not {}",
+                    intake_domain::event::json_type_name(&other)
+                ),
+            )]),
+        };
+        match parsed {
+            Ok(event) => {
+                valid.push((event, EventId::generate(now)));
+                positions.push(position);
+                results.push(None);
+            }
+            Err(errors) => results.push(Some(ItemResult::rejected(errors))),
+        }
+    }
+
+    let outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        state.events.ingest_batch(&caller.tenant, &valid).await?
+    };
+    for (position, outcome) in positions.into_iter().zip(outcomes) {
+        results[position] = Some(match outcome {
+            BatchOutcome::Stored(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
+            BatchOutcome::KeyReused { original } => ItemResult::Rejected {
+                status: "error",
+                errors: vec![FieldError::new(
+                    "idempotency_key",
+                    ErrorCode::IdempotencyKeyReused,
+                    format!(
+                        "idempotency key already used for event {original} with a different \
+                         payload"
+                    ),
+                )],
+                event_id: Some(original.to_string()),
+            },
+        });
+    }
+
+    let results: Vec<ItemResult> = results.into_iter().flatten().collect();
+    let count = |f: fn(&ItemResult) -> bool| results.iter().filter(|r| f(r)).count();
+    let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
+    let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));
+    let rejected = count(|r| matches!(r, ItemResult::Rejected { .. }));
+    Ok(HttpResponse::Ok().json(BatchBody { results, accepted, deduplicated, rejected }))
 }
 
 /// An event as the API returns it.

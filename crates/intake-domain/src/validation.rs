@@ -32,6 +32,10 @@ pub enum ErrorCode {
     NumberOutOfRange,
     /// A top-level field the API does not know.
     UnknownField,
+    /// An item of a batch that is not a JSON object.
+    NotAnObject,
+    /// An item of a batch whose key an earlier event holds with a different payload.
+    IdempotencyKeyReused,
     /// A `limit` query parameter that is not a whole number from 1 to 1000.
     InvalidLimit,
     /// A `cursor` that this API did not hand out, or that was altered.
@@ -58,6 +62,8 @@ impl ErrorCode {
             Self::InvalidCharacter => "invalid_character",
             Self::NumberOutOfRange => "number_out_of_range",
             Self::UnknownField => "unknown_field",
+            Self::NotAnObject => "not_an_object",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InvalidLimit => "invalid_limit",
             Self::InvalidCursor => "invalid_cursor",
             Self::UnknownParameter => "unknown_parameter",
