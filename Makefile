@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check migrate db-up db-down build
+.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench
 
 ## Serve on 127.0.0.1:8080 with the local profile (dev token test_123, tenant dev).
 run:
@@ -19,7 +19,7 @@ run:
 
 ## Formatting, lints, then every test against a real PostgreSQL.
 test: fmt-check lint
-	scripts/db with $(CARGO) test --workspace --all-targets --no-fail-fast
+	scripts/db with $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -46,3 +46,7 @@ db-down:
 
 build:
 	$(CARGO) build --release --bin intake
+
+## Ingest throughput: batches of 100 against single posts, in one run (release build).
+bench:
+	scripts/db with $(CARGO) bench --bench ingest
