@@ -8,6 +8,8 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod cursor;
+pub mod metrics;
+pub mod ops;
 pub mod problem;
 pub mod request_context;
 pub mod routes;

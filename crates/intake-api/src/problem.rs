@@ -80,6 +80,9 @@ pub enum ApiError {
         /// The event that holds the key.
         original: EventId,
     },
+    /// The database answers but lacks migrations.
+    #[error("the database lacks {} migration(s): {}; run `intake migrate`", .0.len(), .0.join(", "))]
+    MigrationsPending(Vec<String>),
     /// The database is unreachable.
     #[error("the database is unavailable; retry shortly")]
     Unavailable(#[source] anyhow::Error),
@@ -135,6 +138,7 @@ kinds! {
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
     SERVICE_UNAVAILABLE = "service-unavailable", 503, "Database unavailable";
+    MIGRATIONS_PENDING = "migrations-pending", 503, "Migrations pending";
     INTERNAL_ERROR = "internal-error", 500, "Internal error";
 }
 
@@ -165,6 +169,7 @@ impl ApiError {
             Self::UnsupportedContentEncoding(_) => ProblemKind::UNSUPPORTED_CONTENT_ENCODING,
             Self::KeyReused { .. } => ProblemKind::IDEMPOTENCY_KEY_REUSED,
             Self::Unavailable(_) => ProblemKind::SERVICE_UNAVAILABLE,
+            Self::MigrationsPending(_) => ProblemKind::MIGRATIONS_PENDING,
             Self::Internal(_) => ProblemKind::INTERNAL_ERROR,
         }
     }
@@ -223,7 +228,7 @@ impl ResponseError for ApiError {
                     response.insert_header((header::ALLOW, value));
                 }
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::MigrationsPending(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
             }
             _ => {}

@@ -10,7 +10,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument;
+
+use crate::startup::AppState;
 
 /// The request id header, read and echoed.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -52,6 +55,8 @@ pub async fn middleware<B: MessageBody + 'static>(
         path = %req.path(),
     );
     let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = req.method().to_string();
     // Handlers' errors become responses inside this scope (actix renders them in the route's
     // service), so their problem bodies can name the request id.
     let mut response =
@@ -59,12 +64,15 @@ pub async fn middleware<B: MessageBody + 'static>(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    if let Some(state) = state {
+        // The route's pattern, not its path, so that ids do not make new series.
+        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        state.metrics.observe_request(&method, &route, status, elapsed);
+    }
     span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request finished"
-        );
+        tracing::info!(status, latency_ms = elapsed * 1000.0, "request finished");
     });
     Ok(response)
 }

@@ -1,6 +1,6 @@
 //! The HTTP routes: handlers turn requests into domain calls and results into responses.
 
-use actix_web::http::{header, Method};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use intake_domain::event::format_timestamp;
@@ -13,11 +13,10 @@ use serde_json::Value;
 
 use crate::body;
 use crate::cursor;
+use crate::metrics::Outcome;
+use crate::ops;
 use crate::problem::ApiError;
 use crate::startup::AppState;
-
-/// The troubleshooting guide that every problem `type` points into.
-const TROUBLESHOOTING: &str = include_str!("../../../docs/troubleshooting.md");
 
 /// Mounts every route, and problem answers for unknown routes and wrong methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,14 +27,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/v1/events/batch", &[Method::POST]).route(web::post().to(ingest_batch)))
     .service(resource("/v1/events/{event_id}", &[Method::GET]).route(web::get().to(get_event)))
-    .service(
-        resource("/docs/troubleshooting", &[Method::GET]).route(web::get().to(troubleshooting)),
-    )
+    .configure(ops::configure)
     .default_service(web::to(not_found));
 }
 
 /// A resource whose other methods get a 405 problem naming the allowed ones.
-fn resource(path: &str, allowed: &[Method]) -> actix_web::Resource {
+pub(crate) fn resource(path: &str, allowed: &[Method]) -> actix_web::Resource {
     let allowed = allowed.to_vec();
     web::resource(path).default_service(web::to(move |req: HttpRequest| {
         let allowed = allowed.clone();
@@ -79,11 +76,23 @@ async fn ingest(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
-    let object = body::json_object(&req, payload, state.limits.max_body_bytes).await?;
-    let now = Utc::now();
-    let header_key = req.headers().get("idempotency-key").map(|v| v.as_bytes());
-    let event = NewEvent::parse(object, header_key, now, &state.validation)?;
-    let ingested = state.events.ingest(&caller.tenant, &event, EventId::generate(now)).await?;
+    let stored = async {
+        let object = body::json_object(&req, payload, state.limits.max_body_bytes).await?;
+        let now = Utc::now();
+        let header_key = req.headers().get("idempotency-key").map(|v| v.as_bytes());
+        let event = NewEvent::parse(object, header_key, now, &state.validation)?;
+        let ingested = state.events.ingest(&caller.tenant, &event, EventId::generate(now)).await?;
+        Ok::<_, ApiError>(ingested)
+    }
+    .await;
+    match &stored {
+        Ok(i) if i.deduplicated => state.metrics.count_events(Outcome::Deduplicated, 1),
+        Ok(_) => state.metrics.count_events(Outcome::Accepted, 1),
+        // The event was not judged: the database failed, not the request.
+        Err(ApiError::Unavailable(_) | ApiError::Internal(_)) => {}
+        Err(_) => state.metrics.count_events(Outcome::Rejected, 1),
+    }
+    let ingested = stored?;
     let mut response = HttpResponse::Ok();
     if ingested.deduplicated {
         response.insert_header(("Idempotent-Replayed", "true"));
@@ -213,6 +222,9 @@ async fn ingest_batch(
     let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
     let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));
     let rejected = count(|r| matches!(r, ItemResult::Rejected { .. }));
+    state.metrics.count_events(Outcome::Accepted, accepted);
+    state.metrics.count_events(Outcome::Deduplicated, deduplicated);
+    state.metrics.count_events(Outcome::Rejected, rejected);
     Ok(HttpResponse::Ok().json(BatchBody { results, accepted, deduplicated, rejected }))
 }
 
@@ -337,10 +349,4 @@ async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         data: page.events.into_iter().map(EventBody::from).collect(),
         next_cursor: cursor::encode(page.next),
     }))
-}
-
-async fn troubleshooting() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/markdown; charset=utf-8"))
-        .body(TROUBLESHOOTING)
 }

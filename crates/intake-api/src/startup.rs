@@ -8,10 +8,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use intake_domain::{EventStore, Limits, TokenStore};
+use intake_domain::{EventStore, HealthCheck, Limits, TokenStore};
 use intake_storage::PgStore;
 
 use crate::auth::Authenticator;
+use crate::metrics::Metrics;
 use crate::request_context;
 use crate::routes;
 use crate::settings::{LimitSettings, Settings};
@@ -23,6 +24,10 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     /// Who may call.
     pub auth: Authenticator,
+    /// Whether storage is ready, and its pool.
+    pub health: Arc<dyn HealthCheck>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     /// Size limits.
     pub limits: LimitSettings,
     /// Validation limits.
@@ -35,10 +40,13 @@ impl AppState {
         settings: &Settings,
         events: Arc<dyn EventStore>,
         tokens: Arc<dyn TokenStore>,
+        health: Arc<dyn HealthCheck>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             events,
             auth: Authenticator::new(&settings.auth, tokens)?,
+            health,
+            metrics: Metrics::new()?,
             limits: settings.limits.clone(),
             validation: settings.limits.validation(),
         })
@@ -90,7 +98,8 @@ impl Application {
     pub fn build_with_store(settings: &Settings, store: PgStore) -> anyhow::Result<Self> {
         settings.check_for_serving()?;
         let shared = Arc::new(store.clone());
-        let state = web::Data::new(AppState::new(settings, shared.clone(), shared)?);
+        let state =
+            web::Data::new(AppState::new(settings, shared.clone(), shared.clone(), shared)?);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;

@@ -16,7 +16,8 @@ fn state(events: Arc<MemoryEventStore>) -> web::Data<AppState> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let settings = Settings::load_profile(&dir, "local").expect("local profile");
     web::Data::new(
-        AppState::new(&settings, events, Arc::new(MemoryTokenStore::default())).expect("state"),
+        AppState::new(&settings, events.clone(), Arc::new(MemoryTokenStore::default()), events)
+            .expect("state"),
     )
 }
 
@@ -104,4 +105,26 @@ async fn the_troubleshooting_guide_is_served() {
     assert_eq!(response.status(), StatusCode::OK);
     let body = actix_web::test::read_body(response).await;
     assert!(String::from_utf8_lossy(&body).contains("# Event Intake API issues"));
+}
+
+#[actix_web::test]
+async fn health_ready_and_metrics_answer() {
+    let events = Arc::new(MemoryEventStore::default());
+    let service = init_service(app(state(events.clone()))).await;
+    let health = call_service(&service, TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = call_service(&service, TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    call_service(&service, post(&event("pro")).to_request()).await;
+    let metrics = call_service(&service, TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = String::from_utf8_lossy(&actix_web::test::read_body(metrics).await).into_owned();
+    assert!(text.contains(r#"intake_events_total{outcome="accepted"} 1"#), "{text}");
+    assert!(text.contains(r#"route="/v1/events",status="200""#), "{text}");
+
+    events.set_unavailable(true);
+    let ready = call_service(&service, TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let health = call_service(&service, TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(health.status(), StatusCode::OK, "liveness does not depend on the database");
 }

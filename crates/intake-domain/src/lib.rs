@@ -17,6 +17,9 @@ pub mod memory;
 pub use event::{EventData, EventId, EventType, IdempotencyKey, NewEvent, OccurredAt, TenantId};
 pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
-pub use ports::{BatchOutcome, EventStore, IngestError, Ingested, StoreError, TokenStore};
+pub use ports::{
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, PoolStats, Readiness, StoreError,
+    TokenStore,
+};
 pub use token::{NewToken, Scope, TokenHash, TokenId, TokenRecord};
 pub use validation::{ErrorCode, FieldError, Limits};

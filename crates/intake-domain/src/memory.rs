@@ -10,7 +10,10 @@ use chrono::Utc;
 use crate::event::{EventId, NewEvent, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
-use crate::ports::{BatchOutcome, EventStore, IngestError, Ingested, StoreError, TokenStore};
+use crate::ports::{
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, PoolStats, Readiness, StoreError,
+    TokenStore,
+};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
 type Row = (TenantId, StoredEvent, Fingerprint);
@@ -131,6 +134,17 @@ impl EventStore for MemoryEventStore {
             .collect();
         let next = page.last().map_or(query.after, |(position, _)| *position);
         Ok(FeedPage { events: page.into_iter().map(|(_, e)| e).collect(), next })
+    }
+}
+
+#[async_trait]
+impl HealthCheck for MemoryEventStore {
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        self.lock().map(|_| Readiness::Ready)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
     }
 }
 

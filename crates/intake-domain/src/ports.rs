@@ -122,3 +122,38 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync + 'static {
     /// Revokes a token; `false` when no active token has that id.
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError>;
 }
+
+/// Whether storage is ready to serve: it answers, and its schema is current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ready.
+    Ready,
+    /// Storage answers but some migrations have not been applied.
+    MigrationsPending {
+        /// The migrations not applied yet, by description.
+        pending: Vec<String>,
+    },
+}
+
+/// A snapshot of the connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: u32,
+    /// Of those, connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+    /// Requests waiting for a connection now.
+    pub waiting: u32,
+}
+
+/// What the operational endpoints ask of storage.
+#[async_trait]
+pub trait HealthCheck: std::fmt::Debug + Send + Sync + 'static {
+    /// Whether storage answers and every migration is applied.
+    async fn readiness(&self) -> Result<Readiness, StoreError>;
+
+    /// The connection pool's state now.
+    fn pool_stats(&self) -> PoolStats;
+}

@@ -181,7 +181,7 @@ impl EventStore for PgStore {
                 .bind(event.occurred_at().as_utc())
                 .bind(sqlx::types::Json(event.data().as_map()))
                 .bind(&event.fingerprint().as_bytes()[..])
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.acquire().await?)
                 .await
                 .map_err(classify)?;
             let Some((event_id, received_at, fingerprint, inserted)) = row else {
@@ -215,6 +215,7 @@ impl EventStore for PgStore {
         pending.sort_unstable();
 
         let mut holders: HashMap<String, Holder> = HashMap::with_capacity(pending.len());
+        let mut conn = self.acquire().await?;
         for _ in 0..INGEST_ATTEMPTS {
             if pending.is_empty() {
                 break;
@@ -235,7 +236,7 @@ impl EventStore for PgStore {
                 .bind(
                     items.iter().map(|(e, _)| &e.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await;
             // Two batches that share keys in different orders can each wait on a key the other
             // inserted: PostgreSQL aborts one of them as a deadlock. Its statement did nothing,
@@ -257,7 +258,7 @@ impl EventStore for PgStore {
                 let rows: Vec<HolderRow> = sqlx::query_as(KEY_HOLDERS)
                     .bind(tenant.as_str())
                     .bind(&skipped)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
                     .await
                     .map_err(classify)?;
                 for row in rows {
@@ -299,7 +300,7 @@ impl EventStore for PgStore {
         let row: Option<EventRow> = sqlx::query_as(GET)
             .bind(id.as_uuid())
             .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.acquire().await?)
             .await
             .map_err(classify)?;
         Ok(row.map(stored_event).transpose()?.map(|(_, event)| event))
@@ -319,7 +320,8 @@ impl EventStore for PgStore {
         if let Some(event_type) = &query.event_type {
             statement = statement.bind(event_type.as_str());
         }
-        let rows: Vec<EventRow> = statement.fetch_all(&self.pool).await.map_err(classify)?;
+        let rows: Vec<EventRow> =
+            statement.fetch_all(&mut *self.acquire().await?).await.map_err(classify)?;
         let mut next = query.after;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {

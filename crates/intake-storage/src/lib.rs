@@ -6,9 +6,15 @@
 
 mod errors;
 mod events;
+mod health;
 mod tokens;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use intake_domain::StoreError;
+use sqlx::pool::PoolConnection;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -31,12 +37,37 @@ pub struct PoolSettings {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Requests waiting for a connection now (sqlx does not count them).
+    waiting: Arc<AtomicU32>,
+}
+
+/// Counts a request as waiting for a connection while it lives.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn start(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PgStore {
     /// Wraps an existing pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, waiting: Arc::new(AtomicU32::new(0)) }
+    }
+
+    /// A connection from the pool, counted as waiting until it arrives; a pool that cannot
+    /// give one within its acquire timeout is `Unavailable`.
+    async fn acquire(&self) -> Result<PoolConnection<sqlx::Postgres>, StoreError> {
+        let _waiting = Waiting::start(&self.waiting);
+        self.pool.acquire().await.map_err(errors::classify)
     }
 
     /// A pool for `url` that connects lazily, so the server starts (and later recovers) even
@@ -47,7 +78,7 @@ impl PgStore {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options.application_name("intake"));
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 
     /// The pool, for callers that need its statistics or to close it.

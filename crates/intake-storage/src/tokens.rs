@@ -40,7 +40,7 @@ impl TokenStore for PgStore {
         );
         let row: Option<TokenRow> = sqlx::query_as(&sql)
             .bind(&hash.as_bytes()[..])
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.acquire().await?)
             .await
             .map_err(classify)?;
         row.map(record).transpose()
@@ -58,7 +58,7 @@ impl TokenStore for PgStore {
             .bind(token.tenant.as_str())
             .bind(&token.name)
             .bind(&scopes)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.acquire().await?)
             .await
             .map_err(classify)?;
         record(row)
@@ -67,7 +67,7 @@ impl TokenStore for PgStore {
     async fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_tokens ORDER BY created_at DESC, token_id");
         let rows: Vec<TokenRow> =
-            sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(classify)?;
+            sqlx::query_as(&sql).fetch_all(&mut *self.acquire().await?).await.map_err(classify)?;
         rows.into_iter().map(record).collect()
     }
 
@@ -76,7 +76,7 @@ impl TokenStore for PgStore {
             "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
         )
         .bind(id.as_uuid())
-        .execute(&self.pool)
+        .execute(&mut *self.acquire().await?)
         .await
         .map_err(classify)?;
         Ok(done.rows_affected() == 1)

@@ -200,3 +200,60 @@ async fn a_revoked_token_is_no_longer_found_but_still_listed(pool: PgPool) {
 async fn migrations_can_run_twice(pool: PgPool) {
     intake_storage::migrate(&pool).await.expect("second run is a no-op");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_migrated_database_is_ready(pool: PgPool) {
+    use intake_domain::{HealthCheck, Readiness};
+    let store = PgStore::new(pool.clone());
+    assert_eq!(store.readiness().await.expect("readiness"), Readiness::Ready);
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .expect("forget one migration");
+    match store.readiness().await.expect("readiness") {
+        Readiness::MigrationsPending { pending } => assert_eq!(pending.len(), 1, "{pending:?}"),
+        other => panic!("expected pending migrations, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_unmigrated_database_has_every_migration_pending(pool: PgPool) {
+    use intake_domain::{HealthCheck, Readiness};
+    let store = PgStore::new(pool);
+    match store.readiness().await.expect("readiness") {
+        Readiness::MigrationsPending { pending } => {
+            assert_eq!(pending.len(), intake_storage::MIGRATOR.iter().count());
+        }
+        other => panic!("expected pending migrations, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn pool_stats_count_requests_waiting_for_a_connection(pool: PgPool) {
+    use intake_domain::HealthCheck;
+    let options = pool.connect_options();
+    let small = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with((*options).clone())
+        .await
+        .expect("pool");
+    let store = Arc::new(PgStore::new(small.clone()));
+    let held = small.acquire().await.expect("hold the only connection");
+    let waiter = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.find_active(&TokenHash::of("x")).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.pool_stats().waiting == 0 {
+        assert!(std::time::Instant::now() < deadline, "the request never waited");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = store.pool_stats();
+    assert_eq!((stats.size, stats.max, stats.waiting), (1, 1, 1));
+    drop(held);
+    waiter.await.expect("task").expect("query ran once the connection was free");
+    assert_eq!(store.pool_stats().waiting, 0);
+}
