@@ -2,6 +2,7 @@
 //! (applied to decompressed bytes, without ever holding more than the limit), and parsing.
 
 use std::io::Read;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, BytesMut};
@@ -55,9 +56,29 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole body, refusing it as soon as it is known to exceed `limit` bytes once
-/// decompressed.
+/// How a body is read: its size limit (after decompression) and how long the client may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The most bytes, after decompression.
+    pub max_bytes: usize,
+    /// The longest the whole body may take to arrive.
+    pub timeout: Duration,
+}
+
+/// Reads the whole body, refusing it as soon as it is known to exceed the limit once
+/// decompressed, or when it takes longer than the timeout to arrive (a stalled client cannot
+/// hold a worker's request open for longer).
 async fn read_limited(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: BodyLimits,
+) -> Result<Vec<u8>, ApiError> {
+    tokio::time::timeout(limits.timeout, read_all(req, payload, limits.max_bytes))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(limits.timeout.as_millis() as u64))?
+}
+
+async fn read_all(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -108,10 +129,10 @@ fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> 
 pub async fn json_object(
     req: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    limits: BodyLimits,
 ) -> Result<Map<String, Value>, ApiError> {
     require_json(req)?;
-    let bytes = read_limited(req, payload, limit).await?;
+    let bytes = read_limited(req, payload, limits).await?;
     parse_object(&bytes)
 }
 

@@ -59,6 +59,9 @@ pub enum ApiError {
         /// The methods the route takes.
         allowed: Vec<Method>,
     },
+    /// The client took too long to send the body.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// The body exceeds the limit.
     #[error("the body exceeds {limit} bytes (counted after decompression)")]
     PayloadTooLarge {
@@ -133,6 +136,7 @@ kinds! {
     FORBIDDEN = "forbidden", 403, "Token lacks a scope";
     NOT_FOUND = "not-found", 404, "Not found";
     METHOD_NOT_ALLOWED = "method-not-allowed", 405, "Method not allowed";
+    REQUEST_TIMEOUT = "request-timeout", 408, "Body too slow";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "Body too large";
     UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type", 415, "Unsupported Content-Type";
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
@@ -165,6 +169,7 @@ impl ApiError {
             Self::NotFound(_) => ProblemKind::NOT_FOUND,
             Self::MethodNotAllowed { .. } => ProblemKind::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => ProblemKind::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => ProblemKind::REQUEST_TIMEOUT,
             Self::UnsupportedContentType(_) => ProblemKind::UNSUPPORTED_CONTENT_TYPE,
             Self::UnsupportedContentEncoding(_) => ProblemKind::UNSUPPORTED_CONTENT_ENCODING,
             Self::KeyReused { .. } => ProblemKind::IDEMPOTENCY_KEY_REUSED,

@@ -77,7 +77,7 @@ async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
     let stored = async {
-        let object = body::json_object(&req, payload, state.limits.max_body_bytes).await?;
+        let object = body::json_object(&req, payload, state.body_limits(false)).await?;
         let now = Utc::now();
         let header_key = req.headers().get("idempotency-key").map(|v| v.as_bytes());
         let event = NewEvent::parse(object, header_key, now, &state.validation)?;
@@ -165,7 +165,7 @@ async fn ingest_batch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
-    let object = body::json_object(&req, payload, state.limits.max_batch_body_bytes).await?;
+    let object = body::json_object(&req, payload, state.body_limits(true)).await?;
     let items = batch_items(object)?;
     let now = Utc::now();
 

@@ -39,6 +39,8 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Time a client has to send the request head.
     pub client_request_timeout_ms: u64,
+    /// Time a client has to send the request body.
+    pub client_body_timeout_ms: u64,
 }
 
 /// `[database]`

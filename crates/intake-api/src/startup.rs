@@ -12,6 +12,7 @@ use intake_domain::{EventStore, HealthCheck, Limits, TokenStore};
 use intake_storage::PgStore;
 
 use crate::auth::Authenticator;
+use crate::body::BodyLimits;
 use crate::metrics::Metrics;
 use crate::request_context;
 use crate::routes;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Size limits.
     pub limits: LimitSettings,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
     /// Validation limits.
     pub validation: Limits,
 }
@@ -48,8 +51,18 @@ impl AppState {
             health,
             metrics: Metrics::new()?,
             limits: settings.limits.clone(),
+            body_timeout: Duration::from_millis(settings.server.client_body_timeout_ms),
             validation: settings.limits.validation(),
         })
+    }
+}
+
+impl AppState {
+    /// How the body of a single-event (or, with `batch`, a batch) request is read.
+    pub fn body_limits(&self, batch: bool) -> BodyLimits {
+        let max_bytes =
+            if batch { self.limits.max_batch_body_bytes } else { self.limits.max_body_bytes };
+        BodyLimits { max_bytes, timeout: self.body_timeout }
     }
 }
 

@@ -6,4 +6,6 @@ mod binary;
 mod errors;
 mod helpers;
 mod ingest;
+mod ops;
+mod outage;
 mod read;

@@ -1,0 +1,108 @@
+//! The operational endpoints and slow clients, against real PostgreSQL.
+
+use std::time::Duration;
+
+use reqwest::header::CONTENT_TYPE;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::{
+    expect_problem, local_settings, quick_start_event, spawn_app, spawn_app_with,
+};
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_migrated_database_is_ready_and_the_process_alive(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        assert_eq!(response.status(), 200, "{path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["status"], status, "{path}");
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn readyz_names_migrations_that_are_missing(pool: PgPool) {
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .expect("forget a migration");
+    let app = spawn_app(pool).await;
+    let (headers, problem) =
+        expect_problem(app.client.get(app.url("/readyz")), 503, "migrations-pending").await;
+    assert!(headers.get("retry-after").is_some());
+    assert!(problem["detail"].as_str().unwrap_or("").contains("intake migrate"), "{problem}");
+    let live = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    assert_eq!(live.status(), 200);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn metrics_count_requests_events_and_the_pool(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.post_event(&quick_start_event()).await;
+    app.post_event(&quick_start_event()).await;
+    let mut bad = quick_start_event();
+    bad["event_type"] = "".into();
+    app.post_event(&bad).await;
+    app.client
+        .get(app.url("/v1/events/evt_0123456789abcdef0123456789abcdef"))
+        .bearer_auth("test_123")
+        .send()
+        .await
+        .expect("sent");
+    let response = app.client.get(app.url("/metrics")).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()[CONTENT_TYPE].to_str().expect("ascii").to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = response.text().await.expect("text");
+    for line in [
+        r#"intake_events_total{outcome="accepted"} 1"#,
+        r#"intake_events_total{outcome="deduplicated"} 1"#,
+        r#"intake_events_total{outcome="rejected"} 1"#,
+        r#"intake_http_requests_total{method="POST",route="/v1/events",status="200"} 2"#,
+        r#"intake_http_requests_total{method="POST",route="/v1/events",status="400"} 1"#,
+        r#"intake_http_requests_total{method="GET",route="/v1/events/{event_id}",status="404"} 1"#,
+        r#"intake_http_request_duration_seconds_bucket{method="POST",route="/v1/events",status="200",le="+Inf"} 2"#,
+        "intake_db_pool_waiting_acquisitions 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.contains("intake_db_pool_connections "), "{text}");
+    let max: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("intake_db_pool_max_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("pool max gauge");
+    assert!(max > 0);
+    assert!(text.contains("intake_db_pool_idle_connections "), "{text}");
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_client_that_stalls_mid_body_gets_408(pool: PgPool) {
+    let mut settings = local_settings();
+    settings.server.client_body_timeout_ms = 300;
+    let app = spawn_app_with(pool, settings).await;
+    let body = quick_start_event().to_string();
+    let (head, _) = body.split_at(20);
+    let first = head.as_bytes().to_vec();
+    let stream = futures_util::stream::unfold(0, move |step| {
+        let first = first.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Some((Ok(b"}".to_vec()), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let request = app.post_events().body(reqwest::Body::wrap_stream(stream));
+    expect_problem(request, 408, "request-timeout").await;
+    assert!(started.elapsed() < Duration::from_secs(3), "answered before the client finished");
+    assert_eq!(app.event_count().await, 0);
+}

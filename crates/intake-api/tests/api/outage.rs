@@ -1,0 +1,200 @@
+//! A database outage against a private PostgreSQL cluster that the test stops and starts with
+//! the system's `pg_ctl` (never the shared server): requests get a 503 with Retry-After within
+//! the acquire timeout, `/readyz` says 503, and the server serves again by itself when the
+//! database returns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use intake_api::startup::Application;
+use serde_json::Value;
+
+use crate::helpers::{expect_problem, local_settings, quick_start_event, TestApp};
+
+/// A throwaway cluster in a temporary folder, stopped and removed when dropped.
+struct PrivateCluster {
+    dir: PathBuf,
+    port: u16,
+    pg_ctl: PathBuf,
+}
+
+fn pg_binary(name: &str) -> PathBuf {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    });
+    let from_debian = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|versions| {
+        versions.flatten().map(|v| v.path().join("bin").join(name)).find(|p| p.is_file())
+    });
+    from_path.or(from_debian).unwrap_or_else(|| {
+        panic!("this test needs PostgreSQL's {name} (Debian: apt-get install postgresql)")
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` OS user when this process is root (initdb and
+/// postgres refuse to run as root).
+fn run_pg(tool: &Path, args: &[&str]) {
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(tool);
+        c
+    } else {
+        Command::new(tool)
+    };
+    let output = command.args(args).output().expect("PostgreSQL tool runs");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed: {}{}",
+        tool.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl PrivateCluster {
+    fn create() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let dir =
+            std::env::temp_dir().join(format!("intake-outage-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster folder");
+        if is_root() {
+            let owned = Command::new("chown").arg("postgres").arg(&dir).status().expect("chown");
+            assert!(owned.success());
+        }
+        let data = dir.join("data");
+        run_pg(
+            &pg_binary("initdb"),
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let cluster = Self { dir, port, pg_ctl: pg_binary("pg_ctl") };
+        cluster.start();
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        run_pg(
+            &self.pg_ctl,
+            &[
+                "-D",
+                data.to_str().expect("utf-8"),
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn stop(&self) {
+        let data = self.dir.join("data");
+        run_pg(
+            &self.pg_ctl,
+            &["-D", data.to_str().expect("utf-8"), "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = Command::new(if is_root() { "runuser" } else { "true" })
+            .args(if is_root() { vec!["-u", "postgres", "--"] } else { vec![] })
+            .arg(&self.pg_ctl)
+            .args(["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
+    let cluster = PrivateCluster::create();
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("connect to the private cluster");
+    intake_storage::migrate(&pool).await.expect("migrate");
+    pool.close().await;
+
+    let mut settings = local_settings();
+    settings.database.url = cluster.url();
+    settings.database.acquire_timeout_ms = 1000;
+    let app = Application::build(&settings).expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let app = TestApp {
+        address,
+        client: client.clone(),
+        pool: sqlx::PgPool::connect_lazy(&cluster.url()).expect("lazy pool"),
+    };
+
+    let post = |key: &str| {
+        let mut body = quick_start_event();
+        body["idempotency_key"] = key.into();
+        app.post_events().body(body.to_string()).send()
+    };
+    assert_eq!(post("before").await.expect("sent").status(), 200);
+
+    cluster.stop();
+    let started = Instant::now();
+    let (headers, _) = expect_problem(
+        app.post_events().body(quick_start_event().to_string()),
+        503,
+        "service-unavailable",
+    )
+    .await;
+    assert!(headers.get("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "503 within a bounded time: {:?}",
+        started.elapsed()
+    );
+    expect_problem(app.client.get(app.url("/readyz")), 503, "service-unavailable").await;
+    let live = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    assert_eq!(live.status(), 200, "the process stays alive");
+    let metrics = app.client.get(app.url("/metrics")).send().await.expect("sent");
+    assert_eq!(metrics.status(), 200, "metrics do not need the database");
+
+    cluster.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = post("after").await.expect("sent");
+        if response.status() == 200 {
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(body["deduplicated"], false);
+            break;
+        }
+        assert_eq!(response.status(), 503, "only 503 while the database comes back");
+        assert!(Instant::now() < deadline, "the server did not recover within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = app.client.get(app.url("/readyz")).send().await.expect("sent");
+    assert_eq!(ready.status(), 200);
+    assert_eq!(app.event_count().await, 2);
+}
