@@ -180,3 +180,90 @@ async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) 
     assert!(!logs.contains(DEV_TOKEN), "a token reached the logs: {logs}");
     assert!(!logs.contains(marker), "event data reached the logs: {logs}");
 }
+
+/// A body sent in three parts over about 600 ms, so that the request is in flight for a while.
+fn slow_body(body: String) -> reqwest::Body {
+    let bytes = body.into_bytes();
+    let third = bytes.len() / 3;
+    let parts = vec![
+        bytes[..third].to_vec(),
+        bytes[third..2 * third].to_vec(),
+        bytes[2 * third..].to_vec(),
+    ];
+    let stream = futures_util::stream::unfold(parts.into_iter(), |mut parts| async move {
+        let part = parts.next()?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Some((Ok::<_, std::io::Error>(part), parts))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("INTAKE_CONFIG_DIR", config_dir())
+        .env("INTAKE__SERVER__PORT", port.to_string())
+        .env_remove("INTAKE_ENV")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let base = format!("http://127.0.0.1:{port}");
+    // A client without connection reuse: each request opens its own connection.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let event = |key: String| {
+        json!({"event_type": "t", "occurred_at": "2025-12-22T10:30:00Z", "idempotency_key": key, "data": {}})
+            .to_string()
+    };
+    let mut in_flight = Vec::new();
+    for i in 0..8 {
+        let request = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, "application/json")
+            .body(slow_body(event(format!("inflight-{i}"))));
+        in_flight.push(tokio::spawn(request.send()));
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let killed =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // After SIGTERM no new connection is served: it is refused, or closed unanswered.
+    let late = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body(event("late".into()))
+        .send()
+        .await;
+    assert!(late.is_err(), "a request after SIGTERM was served: {:?}", late.map(|r| r.status()));
+
+    for (i, task) in in_flight.into_iter().enumerate() {
+        let response = task.await.expect("task").expect("a request in flight gets its answer");
+        assert_eq!(response.status(), 200, "request {i}");
+    }
+    let exit = child.wait().expect("exits");
+    let mut logs = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("logs");
+    assert!(exit.success(), "exit {exit:?}: {logs}");
+
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM events ORDER BY idempotency_key")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    let want: Vec<String> = (0..8).map(|i| format!("inflight-{i}")).collect();
+    assert_eq!(keys, want, "every answered event is stored, the late one is not");
+}
