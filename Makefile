@@ -7,7 +7,10 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench
+.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools
+
+# A real OpenAPI validator for the tests, in a virtualenv of its own.
+VALIDATOR := $(CURDIR)/.tmp/venv/bin/openapi-spec-validator
 
 ## Serve on 127.0.0.1:8080 with the local profile (dev token test_123, tenant dev).
 run:
@@ -18,8 +21,18 @@ run:
 	exec $(CARGO) run --quiet --bin intake -- serve
 
 ## Formatting, lints, then every test against a real PostgreSQL.
-test: fmt-check lint
-	scripts/db with $(CARGO) test --workspace --no-fail-fast
+test: fmt-check lint tools
+	INTAKE_OPENAPI_VALIDATOR=$(VALIDATOR) scripts/db with $(CARGO) test --workspace --no-fail-fast
+
+## Installs what the tests use beyond cargo: openapi-spec-validator (from PyPI, into .tmp/venv).
+tools: $(VALIDATOR)
+$(VALIDATOR):
+	python3 -m venv $(CURDIR)/.tmp/venv
+	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator
+
+## Writes the OpenAPI document to docs/openapi.json (a test checks the two agree).
+openapi:
+	$(CARGO) run --quiet --bin intake -- openapi > docs/openapi.json
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -29,6 +29,8 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Print the OpenAPI 3.1 document (needs no configuration or database).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,12 +58,17 @@ enum TokensCommand {
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Some(Command::Openapi)) {
+        println!("{}", crate::openapi::document_json());
+        return Ok(());
+    }
     let settings = Settings::load(&Settings::default_dir())?;
     telemetry::init(&settings.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::Tokens(command) => tokens(&settings, command).await,
+        Command::Openapi => Ok(()),
     }
 }
 

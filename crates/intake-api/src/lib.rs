@@ -9,7 +9,7 @@ pub mod body;
 pub mod cli;
 pub mod cursor;
 pub mod metrics;
-pub mod ops;
+pub mod openapi;
 pub mod problem;
 pub mod request_context;
 pub mod routes;

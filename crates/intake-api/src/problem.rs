@@ -180,16 +180,26 @@ impl ApiError {
     }
 }
 
-/// The problem document.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document, as every error is answered.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// A stable URI per kind of problem, pointing into the troubleshooting guide.
+    #[schema(example = "/docs/troubleshooting#validation-failed")]
     r#type: String,
+    /// The kind's title.
+    #[schema(value_type = String)]
     title: &'static str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong with this request.
     detail: String,
+    /// The request's id, as in the X-Request-Id header.
     request_id: String,
+    /// Every invalid field or parameter (validation-failed, invalid-query).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::openapi::FieldErrorDoc>>)]
     errors: Option<&'a [FieldError]>,
+    /// The event that holds a reused idempotency key (idempotency-key-reused).
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
 }

@@ -6,6 +6,7 @@ mod binary;
 mod errors;
 mod helpers;
 mod ingest;
+mod openapi;
 mod ops;
 mod outage;
 mod read;

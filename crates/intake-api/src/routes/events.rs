@@ -1,6 +1,5 @@
-//! The HTTP routes: handlers turn requests into domain calls and results into responses.
+//! The event endpoints: ingest one, ingest a batch, read one, follow the feed.
 
-use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use intake_domain::event::format_timestamp;
@@ -10,51 +9,28 @@ use intake_domain::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::body;
 use crate::cursor;
 use crate::metrics::Outcome;
-use crate::ops;
-use crate::problem::ApiError;
+use crate::openapi::{BatchInput, EventInput};
+use crate::problem::{ApiError, Problem};
 use crate::startup::AppState;
 
-/// Mounts every route, and problem answers for unknown routes and wrong methods.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/v1/events", &[Method::GET, Method::POST])
-            .route(web::post().to(ingest))
-            .route(web::get().to(feed)),
-    )
-    .service(resource("/v1/events/batch", &[Method::POST]).route(web::post().to(ingest_batch)))
-    .service(resource("/v1/events/{event_id}", &[Method::GET]).route(web::get().to(get_event)))
-    .configure(ops::configure)
-    .default_service(web::to(not_found));
-}
-
-/// A resource whose other methods get a 405 problem naming the allowed ones.
-pub(crate) fn resource(path: &str, allowed: &[Method]) -> actix_web::Resource {
-    let allowed = allowed.to_vec();
-    web::resource(path).default_service(web::to(move |req: HttpRequest| {
-        let allowed = allowed.clone();
-        async move {
-            Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
-                method: req.method().clone(),
-                allowed,
-            })
-        }
-    }))
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route {} {}", req.method(), req.path())))
-}
-
 /// The answer to an accepted event.
-#[derive(Debug, Serialize)]
-struct Accepted {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Accepted {
+    /// Always `ok`.
+    #[schema(value_type = String, example = "ok")]
     status: &'static str,
+    /// The stored event's id (the original one on a retry).
+    #[schema(example = "evt_01a21a278c5778fcb1b0b514bf29aa92")]
     event_id: String,
+    /// When the event was first received (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     received_at: String,
+    /// Whether an earlier request had already stored this event.
     deduplicated: bool,
 }
 
@@ -70,7 +46,31 @@ impl From<&Ingested> for Accepted {
 }
 
 /// `POST /v1/events`: validate, store once, answer after commit.
-async fn ingest(
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Ingest one event",
+    request_body(content = EventInput, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The idempotency key, instead of (or equal to) the body's"),
+        ("Content-Encoding" = Option<String>, Header, description = "gzip or identity"),
+    ),
+    responses(
+        (status = 200, description = "Stored (or already stored: see deduplicated)", body = Accepted,
+         headers(("Idempotent-Replayed" = String, description = "true when the event was already stored"))),
+        (status = 400, description = "Invalid request: see the problem's type and errors", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit after decompression", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type not JSON, or Content-Encoding not gzip/identity", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency key reused with a different payload", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["events:write"]))
+)]
+pub(crate) async fn ingest(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -104,12 +104,18 @@ async fn ingest(
 const MAX_BATCH_ITEMS: usize = 1000;
 
 /// One item's answer in a batch: accepted like a single event, or rejected with its errors.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-enum ItemResult {
+pub(crate) enum ItemResult {
+    /// Stored, or found stored.
     Accepted(Accepted),
+    /// Not stored.
     Rejected {
+        /// Always `error`.
+        #[schema(value_type = String, example = "error")]
         status: &'static str,
+        /// Every problem with the item.
+        #[schema(value_type = Vec<crate::openapi::FieldErrorDoc>)]
         errors: Vec<FieldError>,
         /// The event that holds the key, when the key was reused.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,11 +130,15 @@ impl ItemResult {
 }
 
 /// The answer to a batch.
-#[derive(Debug, Serialize)]
-struct BatchBody {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchBody {
+    /// One result per item, in request order.
     results: Vec<ItemResult>,
+    /// Items stored by this request.
     accepted: usize,
+    /// Items already stored (earlier, or by an earlier item of this batch).
     deduplicated: usize,
+    /// Items with errors.
     rejected: usize,
 }
 
@@ -159,7 +169,26 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
 
 /// `POST /v1/events/batch`: each item validated and stored on its own, in one round trip to
 /// storage for all the valid ones; answers in request order after commit.
-async fn ingest_batch(
+#[utoipa::path(
+    post,
+    path = "/v1/events/batch",
+    tag = "events",
+    summary = "Ingest up to 1,000 events, each on its own",
+    request_body(content = BatchInput, content_type = "application/json"),
+    params(("Content-Encoding" = Option<String>, Header, description = "gzip or identity")),
+    responses(
+        (status = 200, description = "One result per item, in request order", body = BatchBody),
+        (status = 400, description = "Invalid request: see the problem's type and errors", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit after decompression", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type not JSON, or Content-Encoding not gzip/identity", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["events:write"]))
+)]
+pub(crate) async fn ingest_batch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -229,13 +258,24 @@ async fn ingest_batch(
 }
 
 /// An event as the API returns it.
-#[derive(Debug, Serialize)]
-struct EventBody {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventBody {
+    /// The event's id.
+    #[schema(example = "evt_01a21a278c5778fcb1b0b514bf29aa92")]
     event_id: String,
+    /// What happened.
+    #[schema(example = "user.created")]
     event_type: String,
+    /// When it happened (RFC 3339, UTC, microsecond precision).
+    #[schema(format = DateTime)]
     occurred_at: String,
+    /// When it was first received (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     received_at: String,
+    /// The client's key.
     idempotency_key: String,
+    /// The payload as sent.
+    #[schema(value_type = Object)]
     data: Value,
 }
 
@@ -254,7 +294,22 @@ impl From<StoredEvent> for EventBody {
 
 /// `GET /v1/events/{event_id}`: one event of the caller's tenant. Another tenant's event, an
 /// unknown id and a malformed one are all the same 404.
-async fn get_event(
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}",
+    tag = "events",
+    summary = "Read one event",
+    params(("event_id" = String, Path, description = "evt_ followed by 32 hex digits")),
+    responses(
+        (status = 200, description = "The event", body = EventBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["events:read"]))
+)]
+pub(crate) async fn get_event(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -272,9 +327,11 @@ const MAX_LIMIT: u16 = 1000;
 const DEFAULT_LIMIT: u16 = 100;
 
 /// A page of the feed.
-#[derive(Debug, Serialize)]
-struct FeedBody {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FeedBody {
+    /// Events, oldest first.
     data: Vec<EventBody>,
+    /// Pass back as `cursor` to continue; always present.
     next_cursor: String,
 }
 
@@ -341,7 +398,29 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
 }
 
 /// `GET /v1/events`: the caller's feed, oldest first, from the cursor on.
-async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Follow the tenant's feed",
+    params(
+        ("limit" = Option<u16>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "A next_cursor from an earlier page"),
+        ("event_type" = Option<String>, Query, description = "Only events of this type"),
+    ),
+    responses(
+        (status = 200, description = "A page of the feed", body = FeedBody),
+        (status = 400, description = "Invalid request: see the problem's type and errors", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["events:read"]))
+)]
+pub(crate) async fn feed(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let caller = state.auth.authorize(&req, Scope::EventsRead).await?;
     let query = feed_query(req.query_string())?;
     let page = state.events.feed_page(&caller.tenant, &query).await?;
