@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools
+.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools compose-check
 
 # A real OpenAPI validator for the tests, in a virtualenv of its own.
 VALIDATOR := $(CURDIR)/.tmp/venv/bin/openapi-spec-validator
@@ -28,7 +28,13 @@ test: fmt-check lint tools
 tools: $(VALIDATOR)
 $(VALIDATOR):
 	python3 -m venv $(CURDIR)/.tmp/venv
-	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator
+	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator pyyaml
+
+## Validates docker-compose.yml (no Docker engine needed): the schema, then the stack's shape.
+compose-check: tools
+	@command -v docker-compose >/dev/null || { echo "compose-check needs docker-compose (Debian: apt-get install docker-compose)" >&2; exit 1; }
+	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml config | $(CURDIR)/.tmp/venv/bin/python scripts/check-compose
 
 ## Writes the OpenAPI document to docs/openapi.json (a test checks the two agree).
 openapi:
