@@ -2,7 +2,11 @@
 //! Served at `/openapi.json`; `make openapi` writes it to `docs/openapi.json`.
 
 use serde::Serialize;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::Ref;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::problem::Problem;
@@ -61,6 +65,56 @@ pub struct FieldErrorDoc {
     message: String,
 }
 
+/// The problem answers of each operation, by status. Kept here, in one table, rather than
+/// repeated in every handler's annotation.
+const PROBLEM_RESPONSES: &[(&str, HttpMethod, &[u16])] = &[
+    ("/v1/events", HttpMethod::Post, &[400, 401, 403, 408, 413, 415, 422, 503]),
+    ("/v1/events/batch", HttpMethod::Post, &[400, 401, 403, 408, 413, 415, 503]),
+    ("/v1/events", HttpMethod::Get, &[400, 401, 403, 503]),
+    ("/v1/events/{event_id}", HttpMethod::Get, &[401, 403, 404, 503]),
+    ("/readyz", HttpMethod::Get, &[503]),
+];
+
+fn problem_description(status: u16) -> &'static str {
+    match status {
+        400 => "Invalid request: see the problem's type and errors",
+        401 => "Missing, malformed, unknown or revoked token",
+        403 => "The token lacks the scope",
+        404 => "No such event for this tenant",
+        408 => "The body did not arrive in time",
+        413 => "Body over the limit after decompression",
+        415 => "Content-Type not JSON, or Content-Encoding not gzip/identity",
+        422 => "Idempotency key reused with a different payload",
+        503 => "The database is unavailable, or (readyz) migrations are pending; with Retry-After",
+        _ => "A problem",
+    }
+}
+
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, method, statuses) in PROBLEM_RESPONSES {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else { continue };
+            let operation = match method {
+                HttpMethod::Get => item.get.as_mut(),
+                HttpMethod::Post => item.post.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else { continue };
+            for status in *statuses {
+                let content =
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                let response = ResponseBuilder::new()
+                    .description(problem_description(*status))
+                    .content("application/problem+json", content)
+                    .build();
+                operation.responses.responses.insert(status.to_string(), response.into());
+            }
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -99,7 +153,7 @@ impl Modify for BearerAuth {
         ops::troubleshooting,
     ),
     components(schemas(EventInput, BatchInput, FieldErrorDoc, Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     tags(
         (name = "events", description = "Ingest and read events"),
         (name = "operations", description = "Health, readiness, metrics and documents"),

@@ -15,7 +15,7 @@ use crate::body;
 use crate::cursor;
 use crate::metrics::Outcome;
 use crate::openapi::{BatchInput, EventInput};
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::startup::AppState;
 
 /// The answer to an accepted event.
@@ -59,14 +59,6 @@ impl From<&Ingested> for Accepted {
     responses(
         (status = 200, description = "Stored (or already stored: see deduplicated)", body = Accepted,
          headers(("Idempotent-Replayed" = String, description = "true when the event was already stored"))),
-        (status = 400, description = "Invalid request: see the problem's type and errors", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit after decompression", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type not JSON, or Content-Encoding not gzip/identity", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency key reused with a different payload", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["events:write"]))
 )]
@@ -178,13 +170,6 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
     params(("Content-Encoding" = Option<String>, Header, description = "gzip or identity")),
     responses(
         (status = 200, description = "One result per item, in request order", body = BatchBody),
-        (status = 400, description = "Invalid request: see the problem's type and errors", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit after decompression", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type not JSON, or Content-Encoding not gzip/identity", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["events:write"]))
 )]
@@ -302,10 +287,6 @@ impl From<StoredEvent> for EventBody {
     params(("event_id" = String, Path, description = "evt_ followed by 32 hex digits")),
     responses(
         (status = 200, description = "The event", body = EventBody),
-        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such event for this tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["events:read"]))
 )]
@@ -410,10 +391,6 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
     ),
     responses(
         (status = 200, description = "A page of the feed", body = FeedBody),
-        (status = 400, description = "Invalid request: see the problem's type and errors", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, unknown or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the scope", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["events:read"]))
 )]
