@@ -1,14 +1,12 @@
 //! `POST /v1/events/batch` over HTTP against real PostgreSQL.
 
-use std::io::Write;
-
 use intake_domain::Scope;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::helpers::{
-    create_token, expect_problem, quick_start_event, spawn_app, TestApp, DEV_TOKEN,
+    create_token, expect_problem, gzip, quick_start_event, spawn_app, TestApp, DEV_TOKEN,
 };
 
 fn event(key: &str, plan: &str) -> Value {
@@ -162,12 +160,6 @@ async fn a_batch_body_may_be_5_mib_and_no_more(pool: PgPool) {
     let too_big = padded_batch(limit + 4096);
     assert!(too_big.len() > limit);
     expect_problem(post_batch(&app).body(too_big), 413, "payload-too-large").await;
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(bytes).expect("compress");
-    encoder.finish().expect("compress")
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]

@@ -9,7 +9,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{config_dir, DEV_TOKEN};
+use crate::helpers::{config_dir, free_port, DEV_TOKEN};
 
 /// The URL of the database a `#[sqlx::test]` pool is connected to.
 async fn database_url(pool: &PgPool) -> String {
@@ -121,29 +121,65 @@ async fn migrate_creates_the_database_and_is_safe_to_run_twice(pool: PgPool) {
     sqlx::query(&format!("DROP DATABASE {name}")).execute(&pool).await.expect("drop");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// `intake serve` as a child process on a free port.
+struct ServeProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ServeProcess {
+    /// Starts the server against `url` (with RUST_LOG set to `log_filter`, if given) and waits
+    /// until it answers.
+    async fn start(url: &str, log_filter: Option<&str>) -> Self {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("INTAKE_CONFIG_DIR", config_dir())
+            .env("INTAKE__SERVER__PORT", port.to_string())
+            .env_remove("INTAKE_ENV")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(filter) = log_filter {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command.spawn().expect("serve starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the server never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn sigterm(&self) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+    }
+
+    /// Waits for the process to exit; its exit status and everything it logged.
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let exit = self.child.wait().expect("exits");
+        let mut logs = String::new();
+        self.child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("read logs");
+        (exit, logs)
+    }
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) {
-    let url = database_url(&pool).await;
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("INTAKE_CONFIG_DIR", config_dir())
-        .env("INTAKE__SERVER__PORT", port.to_string())
-        .env("RUST_LOG", "debug")
-        .env_remove("INTAKE_ENV")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let server = ServeProcess::start(&database_url(&pool).await, Some("debug")).await;
     let marker = "very-private-value-8c1f";
     let body = json!({
         "event_type": "user.created",
@@ -151,30 +187,18 @@ async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) 
         "idempotency_key": "log-check",
         "data": {"secret": marker}
     });
-    let status = loop {
-        let sent = client
-            .post(format!("{base}/v1/events"))
-            .bearer_auth(DEV_TOKEN)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-            .send()
-            .await;
-        match sent {
-            Ok(response) => break response.status(),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("server never answered: {e}"),
-        }
-    };
-    assert_eq!(status, 200);
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
 
-    let killed =
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(killed.success());
-    let exit = child.wait().expect("exits");
-    let mut logs = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("read logs");
+    server.sigterm();
+    let (exit, logs) = server.wait();
     assert!(exit.success(), "exit {exit:?}; logs: {logs}");
     assert!(logs.contains("request finished"), "a line per request: {logs}");
     assert!(!logs.contains(DEV_TOKEN), "a token reached the logs: {logs}");
@@ -200,26 +224,9 @@ fn slow_body(body: String) -> reqwest::Body {
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPool) {
-    let url = database_url(&pool).await;
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("INTAKE_CONFIG_DIR", config_dir())
-        .env("INTAKE__SERVER__PORT", port.to_string())
-        .env_remove("INTAKE_ENV")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let base = format!("http://127.0.0.1:{port}");
+    let server = ServeProcess::start(&database_url(&pool).await, None).await;
     // A client without connection reuse: each request opens its own connection.
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "server never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let event = |key: String| {
         json!({"event_type": "t", "occurred_at": "2025-12-22T10:30:00Z", "idempotency_key": key, "data": {}})
@@ -228,21 +235,19 @@ async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPoo
     let mut in_flight = Vec::new();
     for i in 0..8 {
         let request = client
-            .post(format!("{base}/v1/events"))
+            .post(server.url("/v1/events"))
             .bearer_auth(DEV_TOKEN)
             .header(CONTENT_TYPE, "application/json")
             .body(slow_body(event(format!("inflight-{i}"))));
         in_flight.push(tokio::spawn(request.send()));
     }
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let killed =
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(killed.success());
+    server.sigterm();
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     // After SIGTERM no new connection is served: it is refused, or closed unanswered.
     let late = client
-        .post(format!("{base}/v1/events"))
+        .post(server.url("/v1/events"))
         .bearer_auth(DEV_TOKEN)
         .header(CONTENT_TYPE, "application/json")
         .body(event("late".into()))
@@ -254,9 +259,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPoo
         let response = task.await.expect("task").expect("a request in flight gets its answer");
         assert_eq!(response.status(), 200, "request {i}");
     }
-    let exit = child.wait().expect("exits");
-    let mut logs = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("logs");
+    let (exit, logs) = server.wait();
     assert!(exit.success(), "exit {exit:?}: {logs}");
 
     let keys: Vec<String> =

@@ -136,3 +136,16 @@ pub async fn create_token(pool: &PgPool, tenant: &str, scopes: Vec<Scope>) -> (S
     PgStore::new(pool.clone()).create(&issued.token).await.expect("stored");
     (issued.secret, issued.token.id)
 }
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `bytes`, gzip-compressed.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}

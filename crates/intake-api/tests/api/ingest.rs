@@ -6,7 +6,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::helpers::{expect_problem, quick_start_event, spawn_app};
+use crate::helpers::{expect_problem, gzip, quick_start_event, spawn_app};
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn the_quick_start_stores_an_event_and_a_retry_replays_it(pool: PgPool) {
@@ -147,11 +147,8 @@ async fn concurrent_identical_requests_store_one_event_and_all_get_its_id(pool: 
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn gzip_bodies_are_accepted(pool: PgPool) {
-    use std::io::Write;
     let app = spawn_app(pool).await;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(quick_start_event().to_string().as_bytes()).expect("compress");
-    let compressed = encoder.finish().expect("compress");
+    let compressed = gzip(quick_start_event().to_string().as_bytes());
     let response = app
         .post_events()
         .header("Content-Encoding", "gzip")

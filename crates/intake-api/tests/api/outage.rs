@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use intake_api::startup::Application;
 use serde_json::Value;
 
-use crate::helpers::{expect_problem, local_settings, quick_start_event, TestApp};
+use crate::helpers::{expect_problem, free_port, local_settings, quick_start_event, TestApp};
 
 /// A throwaway cluster in a temporary folder, stopped and removed when dropped.
 struct PrivateCluster {
@@ -57,10 +57,7 @@ fn run_pg(tool: &Path, args: &[&str]) {
 
 impl PrivateCluster {
     fn create() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("intake-outage-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("cluster folder");
