@@ -106,3 +106,21 @@ async fn a_client_that_stalls_mid_body_gets_408(pool: PgPool) {
     assert!(started.elapsed() < Duration::from_secs(3), "answered before the client finished");
     assert_eq!(app.event_count().await, 0);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_client_that_stalls_mid_head_is_cut_off(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut settings = local_settings();
+    settings.server.client_request_timeout_ms = 300;
+    let app = spawn_app_with(pool, settings).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    stream.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n").await.expect("partial head");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server kept a stalled connection open for 5 s");
+    assert!(started.elapsed() < Duration::from_secs(3), "cut off after {:?}", started.elapsed());
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
