@@ -5,7 +5,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::web::{self, BytesMut};
+use actix_web::web;
 use actix_web::HttpRequest;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
@@ -95,7 +95,7 @@ async fn read_all(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let mut raw = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    let mut raw = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::UnreadableBody(e.to_string()))?;
         if raw.len() + chunk.len() > limit {
@@ -104,7 +104,7 @@ async fn read_all(
         raw.extend_from_slice(&chunk);
     }
     match encoding {
-        Encoding::Identity => Ok(raw.to_vec()),
+        Encoding::Identity => Ok(raw),
         Encoding::Gzip => gunzip_limited(&raw, limit),
     }
 }

@@ -103,7 +103,11 @@ async fn a_content_type_other_than_json_is_415(pool: PgPool) {
     }
     let without = app.client.post(app.url("/v1/events")).bearer_auth(DEV_TOKEN).body(body.clone());
     expect_problem(without, 415, "unsupported-content-type").await;
-    for content_type in ["application/json; charset=utf-8", "application/cloudevents+json"] {
+    for content_type in [
+        "application/json; charset=utf-8",
+        "application/json; charset=UTF-8",
+        "application/cloudevents+json",
+    ] {
         let request = app
             .client
             .post(app.url("/v1/events"))
