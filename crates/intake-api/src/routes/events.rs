@@ -213,6 +213,13 @@ pub(crate) async fn ingest_batch(
     } else {
         state.events.ingest_batch(&caller.tenant, &valid).await?
     };
+    if outcomes.len() != valid.len() {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "storage answered {} outcomes for {} events",
+            outcomes.len(),
+            valid.len()
+        )));
+    }
     for (position, outcome) in positions.into_iter().zip(outcomes) {
         results[position] = Some(match outcome {
             BatchOutcome::Stored(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
