@@ -25,7 +25,7 @@ pub struct EventInput {
         example = "user.created"
     )]
     event_type: String,
-    /// RFC 3339 date-time with an offset; at most `limits.max_future_skew_secs` ahead.
+    /// RFC 3339 date-time with an offset; at most `limits.max_future_skew` ahead.
     #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
     occurred_at: String,
     /// 1–255 printable ASCII characters without spaces; may come in the Idempotency-Key header

@@ -71,8 +71,8 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// Largest batch body after decompression.
     pub max_batch_body_bytes: usize,
-    /// Allowed clock skew for `occurred_at`.
-    pub max_future_skew_secs: i64,
+    /// Allowed clock skew for `occurred_at`, in seconds.
+    pub max_future_skew: i64,
     /// Deepest nesting of `data`.
     pub max_data_depth: usize,
 }
@@ -81,7 +81,7 @@ impl LimitSettings {
     /// The limits the domain's validation applies.
     pub fn validation(&self) -> Limits {
         Limits {
-            max_future_skew: chrono::Duration::seconds(self.max_future_skew_secs),
+            max_future_skew: chrono::Duration::seconds(self.max_future_skew),
             max_data_depth: self.max_data_depth,
         }
     }
