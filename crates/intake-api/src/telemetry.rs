@@ -14,7 +14,12 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second call (tests that build several apps) finds a subscriber already set; that is fine.
     let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }
