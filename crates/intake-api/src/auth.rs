@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
+use anyhow::Context;
 use intake_domain::{NewToken, Scope, TenantId, TokenHash, TokenId, TokenRecord, TokenStore};
 use subtle::ConstantTimeEq;
 
@@ -54,7 +55,8 @@ impl Authenticator {
             .dev_tokens
             .iter()
             .map(|t| {
-                let (tenant, scopes) = t.principal()?;
+                let (tenant, scopes) =
+                    t.principal().context("a configured dev token is invalid")?;
                 Ok((TokenHash::of(&t.token), Caller { tenant, scopes }))
             })
             .collect::<anyhow::Result<_>>()?;

@@ -16,7 +16,7 @@ use crate::body::BodyLimits;
 use crate::metrics::Metrics;
 use crate::request_context;
 use crate::routes;
-use crate::settings::{LimitSettings, Settings};
+use crate::settings::Settings;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -29,10 +29,10 @@ pub struct AppState {
     pub health: Arc<dyn HealthCheck>,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// Size limits.
-    pub limits: LimitSettings,
-    /// How long a client may take to send a body.
-    pub body_timeout: Duration,
+    /// How a single event's body is read.
+    pub event_body: BodyLimits,
+    /// How a batch's body is read.
+    pub batch_body: BodyLimits,
     /// Validation limits.
     pub validation: Limits,
 }
@@ -45,24 +45,16 @@ impl AppState {
         tokens: Arc<dyn TokenStore>,
         health: Arc<dyn HealthCheck>,
     ) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(settings.server.client_body_timeout_ms);
         Ok(Self {
             events,
             auth: Authenticator::new(&settings.auth, tokens)?,
             health,
             metrics: Metrics::new()?,
-            limits: settings.limits.clone(),
-            body_timeout: Duration::from_millis(settings.server.client_body_timeout_ms),
+            event_body: BodyLimits { max_bytes: settings.limits.max_body_bytes, timeout },
+            batch_body: BodyLimits { max_bytes: settings.limits.max_batch_body_bytes, timeout },
             validation: settings.limits.validation(),
         })
-    }
-}
-
-impl AppState {
-    /// How the body of a single-event (or, with `batch`, a batch) request is read.
-    pub fn body_limits(&self, batch: bool) -> BodyLimits {
-        let max_bytes =
-            if batch { self.limits.max_batch_body_bytes } else { self.limits.max_body_bytes };
-        BodyLimits { max_bytes, timeout: self.body_timeout }
     }
 }
 

@@ -165,11 +165,6 @@ impl OccurredAt {
         Ok(instant)
     }
 
-    /// Wraps an instant read from storage (already at microsecond precision).
-    pub fn from_utc(instant: DateTime<Utc>) -> Self {
-        Self(instant)
-    }
-
     fn from_micros(micros: i64) -> Option<Self> {
         DateTime::from_timestamp_micros(micros).map(Self)
     }
@@ -283,11 +278,6 @@ impl EventData {
         };
         inspect(&map, limits)?;
         Ok(Self(map))
-    }
-
-    /// Wraps an object read from storage.
-    pub fn from_stored(map: Map<String, Value>) -> Self {
-        Self(map)
     }
 
     /// The object.

@@ -18,8 +18,8 @@ pub use event::{EventData, EventId, EventType, IdempotencyKey, NewEvent, Occurre
 pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
 pub use ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, PoolStats, Readiness, StoreError,
-    TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, PoolStats, Readiness,
+    StoreError, TokenStore,
 };
 pub use token::{NewToken, Scope, TokenHash, TokenId, TokenRecord};
 pub use validation::{ErrorCode, FieldError, Limits};

@@ -11,8 +11,8 @@ use crate::event::{EventId, NewEvent, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
 use crate::ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, PoolStats, Readiness, StoreError,
-    TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, PoolStats, Readiness,
+    StoreError, TokenStore,
 };
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
@@ -50,27 +50,25 @@ impl MemoryEventStore {
     }
 }
 
-#[async_trait]
-impl EventStore for MemoryEventStore {
-    async fn ingest(
+impl MemoryEventStore {
+    /// Stores one event unless its key is held, and answers as the held key dictates.
+    fn store(
         &self,
         tenant: &TenantId,
         event: &NewEvent,
         new_id: EventId,
-    ) -> Result<Ingested, IngestError> {
+    ) -> Result<BatchOutcome, StoreError> {
         let mut events = self.lock()?;
         let key = event.idempotency_key().as_str();
         let existing =
             events.iter().find(|(t, stored, _)| t == tenant && stored.idempotency_key == key);
         if let Some((_, stored, fingerprint)) = existing {
-            if fingerprint != event.fingerprint() {
-                return Err(IngestError::KeyReused { original: stored.event_id });
-            }
-            return Ok(Ingested {
+            let holder = KeyHolder {
                 event_id: stored.event_id,
                 received_at: stored.received_at,
-                deduplicated: true,
-            });
+                fingerprint: *fingerprint,
+            };
+            return Ok(holder.outcome_for(event, false));
         }
         let stored = StoredEvent {
             event_id: new_id,
@@ -80,10 +78,25 @@ impl EventStore for MemoryEventStore {
             idempotency_key: key.to_owned(),
             data: event.data().to_value(),
         };
-        let ingested =
-            Ingested { event_id: new_id, received_at: stored.received_at, deduplicated: false };
+        let holder = KeyHolder {
+            event_id: new_id,
+            received_at: stored.received_at,
+            fingerprint: *event.fingerprint(),
+        };
         events.push((tenant.clone(), stored, *event.fingerprint()));
-        Ok(ingested)
+        Ok(holder.outcome_for(event, true))
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryEventStore {
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        event: &NewEvent,
+        new_id: EventId,
+    ) -> Result<Ingested, IngestError> {
+        self.store(tenant, event, new_id)?.into_result()
     }
 
     async fn ingest_batch(
@@ -91,17 +104,7 @@ impl EventStore for MemoryEventStore {
         tenant: &TenantId,
         events: &[(NewEvent, EventId)],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(events.len());
-        for (event, id) in events {
-            outcomes.push(match self.ingest(tenant, event, *id).await {
-                Ok(ingested) => BatchOutcome::Stored(ingested),
-                Err(IngestError::KeyReused { original }) => BatchOutcome::KeyReused { original },
-                Err(IngestError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
-                Err(IngestError::Refused(e)) => return Err(StoreError::Refused(e)),
-                Err(IngestError::Unknown(e)) => return Err(StoreError::Unknown(e)),
-            });
-        }
-        Ok(outcomes)
+        events.iter().map(|(event, id)| self.store(tenant, event, *id)).collect()
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::event::{EventId, NewEvent, TenantId};
 use crate::feed::{FeedPage, FeedQuery, StoredEvent};
+use crate::fingerprint::Fingerprint;
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
 /// The outcome of storing an event: its id and when it was first received.
@@ -28,6 +29,43 @@ pub enum BatchOutcome {
         /// The event that holds the key.
         original: EventId,
     },
+}
+
+impl BatchOutcome {
+    /// The outcome as a single ingest answers it.
+    pub fn into_result(self) -> Result<Ingested, IngestError> {
+        match self {
+            Self::Stored(ingested) => Ok(ingested),
+            Self::KeyReused { original } => Err(IngestError::KeyReused { original }),
+        }
+    }
+}
+
+/// The stored event that holds an idempotency key: all that deciding a request's outcome needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHolder {
+    /// Its id.
+    pub event_id: EventId,
+    /// When it was first received.
+    pub received_at: DateTime<Utc>,
+    /// The fingerprint of its payload.
+    pub fingerprint: Fingerprint,
+}
+
+impl KeyHolder {
+    /// What a request carrying `event` gets from the event holding its key: that event when the
+    /// payloads match (a replay, unless this very request `created` it), else `KeyReused`. The
+    /// one place that decides what counts as a retry, for every store.
+    pub fn outcome_for(&self, event: &NewEvent, created: bool) -> BatchOutcome {
+        if &self.fingerprint != event.fingerprint() {
+            return BatchOutcome::KeyReused { original: self.event_id };
+        }
+        BatchOutcome::Stored(Ingested {
+            event_id: self.event_id,
+            received_at: self.received_at,
+            deduplicated: !created,
+        })
+    }
 }
 
 /// Why an event could not be stored.

@@ -62,11 +62,6 @@ impl TokenHash {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
-    /// Wraps bytes read from storage; `None` when they are not 32 bytes long.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
-    }
-
     /// The 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

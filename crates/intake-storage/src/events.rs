@@ -1,13 +1,13 @@
 //! Storing events exactly once, and reading them back.
 
+use std::collections::HashMap;
+
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
-
 use intake_domain::{
     BatchOutcome, EventId, EventStore, FeedPage, FeedPosition, FeedQuery, Fingerprint, IngestError,
-    Ingested, NewEvent, StoreError, StoredEvent, TenantId,
+    Ingested, KeyHolder, NewEvent, StoreError, StoredEvent, TenantId,
 };
 use uuid::Uuid;
 
@@ -63,25 +63,17 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
-/// The row that holds a key, as far as a batch needs it.
-#[derive(Debug, Clone, Copy)]
-struct Holder {
-    event_id: EventId,
-    received_at: DateTime<Utc>,
-    fingerprint: Fingerprint,
-    inserted_now: bool,
-}
-
 type HolderRow = (String, Uuid, DateTime<Utc>, Vec<u8>);
 
-fn holder(row: HolderRow, inserted_now: bool) -> Result<(String, Holder), StoreError> {
-    let (key, event_id, received_at, fingerprint) = row;
-    let fingerprint = Fingerprint::from_slice(&fingerprint)
+/// A row holding a key, read back from storage: the key and its holder.
+fn key_holder(
+    event_id: Uuid,
+    received_at: DateTime<Utc>,
+    fingerprint: &[u8],
+) -> Result<KeyHolder, StoreError> {
+    let fingerprint = Fingerprint::from_slice(fingerprint)
         .ok_or_else(|| StoreError::Unknown(anyhow!("stored fingerprint is not 32 bytes")))?;
-    Ok((
-        key,
-        Holder { event_id: EventId::from_uuid(event_id), received_at, fingerprint, inserted_now },
-    ))
+    Ok(KeyHolder { event_id: EventId::from_uuid(event_id), received_at, fingerprint })
 }
 
 /// One event of one tenant, by id (the primary key).
@@ -187,14 +179,9 @@ impl EventStore for PgStore {
             let Some((event_id, received_at, fingerprint, inserted)) = row else {
                 continue;
             };
-            let event_id = EventId::from_uuid(event_id);
-            let stored = Fingerprint::from_slice(&fingerprint).ok_or_else(|| {
-                IngestError::Unknown(anyhow!("stored fingerprint is not 32 bytes"))
-            })?;
-            if !inserted && &stored != event.fingerprint() {
-                return Err(IngestError::KeyReused { original: event_id });
-            }
-            return Ok(Ingested { event_id, received_at, deduplicated: !inserted });
+            return key_holder(event_id, received_at, &fingerprint)?
+                .outcome_for(event, inserted)
+                .into_result();
         }
         Err(IngestError::Unknown(anyhow!(
             "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
@@ -214,7 +201,8 @@ impl EventStore for PgStore {
         let mut pending: Vec<usize> = first_of_key.values().copied().collect();
         pending.sort_unstable();
 
-        let mut holders: HashMap<String, Holder> = HashMap::with_capacity(pending.len());
+        // Each key's holder, and whether this batch inserted it.
+        let mut holders: HashMap<String, (KeyHolder, bool)> = HashMap::with_capacity(pending.len());
         let mut conn = self.acquire().await?;
         for _ in 0..INGEST_ATTEMPTS {
             if pending.is_empty() {
@@ -246,8 +234,8 @@ impl EventStore for PgStore {
                 other => other.map_err(classify)?,
             };
             for row in inserted {
-                let (key, h) = holder(row, true)?;
-                holders.insert(key, h);
+                let (key, event_id, received_at, fingerprint) = row;
+                holders.insert(key, (key_holder(event_id, received_at, &fingerprint)?, true));
             }
             let skipped: Vec<&str> = items
                 .iter()
@@ -262,8 +250,8 @@ impl EventStore for PgStore {
                     .await
                     .map_err(classify)?;
                 for row in rows {
-                    let (key, h) = holder(row, false)?;
-                    holders.insert(key, h);
+                    let (key, event_id, received_at, fingerprint) = row;
+                    holders.insert(key, (key_holder(event_id, received_at, &fingerprint)?, false));
                 }
             }
             pending.retain(|&i| !holders.contains_key(events[i].0.idempotency_key().as_str()));
@@ -280,18 +268,12 @@ impl EventStore for PgStore {
             .enumerate()
             .map(|(i, (event, _))| {
                 let key = event.idempotency_key().as_str();
-                let h = holders
+                let (holder, inserted_now) = holders
                     .get(key)
                     .ok_or_else(|| StoreError::Unknown(anyhow!("no holder for a batch key")))?;
-                if &h.fingerprint != event.fingerprint() {
-                    return Ok(BatchOutcome::KeyReused { original: h.event_id });
-                }
-                let created_by_this_item = h.inserted_now && first_of_key.get(key) == Some(&i);
-                Ok(BatchOutcome::Stored(Ingested {
-                    event_id: h.event_id,
-                    received_at: h.received_at,
-                    deduplicated: !created_by_this_item,
-                }))
+                // Only the first item with a key can have created its row.
+                let created = *inserted_now && first_of_key.get(key) == Some(&i);
+                Ok(holder.outcome_for(event, created))
             })
             .collect()
     }

@@ -69,7 +69,7 @@ pub(crate) async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
     let stored = async {
-        let object = body::json_object(&req, payload, state.body_limits(false)).await?;
+        let object = body::json_object(&req, payload, state.event_body).await?;
         let now = Utc::now();
         let header_key = req.headers().get("idempotency-key").map(|v| v.as_bytes());
         let event = NewEvent::parse(object, header_key, now, &state.validation)?;
@@ -179,7 +179,7 @@ pub(crate) async fn ingest_batch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
-    let object = body::json_object(&req, payload, state.body_limits(true)).await?;
+    let object = body::json_object(&req, payload, state.batch_body).await?;
     let items = batch_items(object)?;
     let now = Utc::now();
 
