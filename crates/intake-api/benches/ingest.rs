@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intake_api::settings::Settings;
-use intake_api::startup::Application;
+use intake_api::startup::{Application, Backend};
 use intake_storage::PgStore;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     settings.database.url = url.clone();
     let store = PgStore::connect_lazy(&url, &settings.database.pool())?;
     intake_storage::migrate(store.pool()).await?;
-    let app = Application::build_with_store(&settings, store)?;
+    let app = Application::build_with(&settings, Backend::postgres(store))?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = tokio::spawn(app.run_until_stopped());
 

@@ -1,49 +1,112 @@
-//! Bearer-token authentication and scope checks.
+//! Bearer-token authentication and scope checks, as the extractor [`Caller`].
+//!
+//! A handler that takes `Caller<EventsWrite>` runs only for a valid token with the
+//! `events:write` scope: the extractor answers 401 or 403 before the handler's body runs, so no
+//! handler can forget the check. The route table declares each route's access too (for
+//! OpenAPI), and a test holds the two to agreement.
 //!
 //! A presented token is hashed (SHA-256) and matched against the configured dev tokens (in
-//! constant time, since those are compared in memory) and then against `api_tokens` by hash (a
-//! lookup by a hash leaks nothing useful about the secret through timing). Lookups are cached
-//! for `auth.cache_ttl_ms` so that a hot client does not cost a database round trip per request;
-//! the short lifetime is what bounds how long a revoked token keeps working on any server.
+//! constant time, since those are compared in memory) and then against storage by hash (a
+//! lookup by a hash leaks nothing useful about the secret through timing). Lookups, found or
+//! not, are cached for `auth.cache_ttl_ms`: a hot client costs no round trip per request, a
+//! flood of bad tokens costs one per distinct token, and the short lifetime bounds how long a
+//! revoked token keeps working (or a new one stays unknown) on any server.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::HttpRequest;
-use anyhow::Context;
-use intake_domain::{NewToken, Scope, TenantId, TokenHash, TokenId, TokenRecord, TokenStore};
+use actix_web::{web, FromRequest, HttpRequest};
+use anyhow::{anyhow, Context};
+use futures_util::future::LocalBoxFuture;
+use intake_domain::{NewToken, Scope, StoreError, TenantId, TokenHash, TokenId, TokenStore};
+use moka::future::Cache;
 use subtle::ConstantTimeEq;
 
 use crate::problem::ApiError;
 use crate::settings::AuthSettings;
 
-/// Who is calling: a tenant and what the token may do.
+/// Who a valid token speaks for: a tenant and what the token may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub struct Principal {
     /// The tenant the token acts for.
     pub tenant: TenantId,
     /// The token's scopes.
     pub scopes: Vec<Scope>,
 }
 
-/// The most cached lookups kept; past it the cache starts over (it only saves round trips).
-const CACHE_CAPACITY: usize = 10_000;
+/// A scope an endpoint requires, as a type, so that the requirement is part of the handler's
+/// signature.
+pub trait RequiredScope: 'static {
+    /// The scope.
+    const SCOPE: Scope;
+}
+
+/// Requires `events:write`.
+#[derive(Debug)]
+pub struct EventsWrite;
+
+impl RequiredScope for EventsWrite {
+    const SCOPE: Scope = Scope::EventsWrite;
+}
+
+/// Requires `events:read`.
+#[derive(Debug)]
+pub struct EventsRead;
+
+impl RequiredScope for EventsRead {
+    const SCOPE: Scope = Scope::EventsRead;
+}
+
+/// The authenticated caller of a request whose token carries the scope `S`.
+#[derive(Debug)]
+pub struct Caller<S> {
+    /// Who is calling.
+    pub principal: Principal,
+    scope: PhantomData<S>,
+}
+
+impl<S> Caller<S> {
+    /// The caller's tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.principal.tenant
+    }
+}
+
+impl<S: RequiredScope> FromRequest for Caller<S> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let authenticator = req
+                .app_data::<web::Data<Authenticator>>()
+                .ok_or_else(|| ApiError::Internal(anyhow!("no authenticator is registered")))?;
+            let principal = authenticator.authorize(&req, S::SCOPE).await?;
+            Ok(Self { principal, scope: PhantomData })
+        })
+    }
+}
+
+/// The most cached lookups kept.
+const CACHE_CAPACITY: u64 = 100_000;
 
 /// Checks bearer tokens.
 pub struct Authenticator {
-    dev_tokens: Vec<(TokenHash, Caller)>,
+    dev_tokens: Vec<(TokenHash, Principal)>,
     store: Arc<dyn TokenStore>,
-    ttl: Duration,
-    cache: Mutex<HashMap<TokenHash, (Instant, Caller)>>,
+    /// Every lookup's answer, `None` for a token storage does not know.
+    cache: Option<Cache<TokenHash, Option<Principal>>>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("dev_tokens", &self.dev_tokens.len())
-            .field("ttl", &self.ttl)
+            .field("cached", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -57,71 +120,59 @@ impl Authenticator {
             .map(|t| {
                 let (tenant, scopes) =
                     t.principal().context("a configured dev token is invalid")?;
-                Ok((TokenHash::of(&t.token), Caller { tenant, scopes }))
+                Ok((TokenHash::of(&t.token), Principal { tenant, scopes }))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self {
-            dev_tokens,
-            store,
-            ttl: Duration::from_millis(settings.cache_ttl_ms),
-            cache: Mutex::new(HashMap::new()),
-        })
+        let ttl = Duration::from_millis(settings.cache_ttl_ms);
+        let cache = (!ttl.is_zero())
+            .then(|| Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(ttl).build());
+        Ok(Self { dev_tokens, store, cache })
     }
 
-    /// The caller of `req`, provided its token is valid and has `scope`.
-    pub async fn authorize(&self, req: &HttpRequest, scope: Scope) -> Result<Caller, ApiError> {
+    /// The principal of `req`, provided its token is valid and has `scope`.
+    pub async fn authorize(&self, req: &HttpRequest, scope: Scope) -> Result<Principal, ApiError> {
         let secret = bearer_token(req)?;
-        let caller = self.caller(&TokenHash::of(secret)).await?;
-        if caller.scopes.contains(&scope) {
-            Ok(caller)
+        let principal = self
+            .principal(&TokenHash::of(secret))
+            .await?
+            .ok_or(ApiError::Unauthorized("the token is unknown or revoked"))?;
+        if principal.scopes.contains(&scope) {
+            Ok(principal)
         } else {
             Err(ApiError::Forbidden(scope))
         }
     }
 
-    async fn caller(&self, hash: &TokenHash) -> Result<Caller, ApiError> {
+    async fn principal(&self, hash: &TokenHash) -> Result<Option<Principal>, ApiError> {
         let mut from_config = None;
-        for (dev_hash, caller) in &self.dev_tokens {
+        for (dev_hash, principal) in &self.dev_tokens {
             if bool::from(dev_hash.as_bytes().ct_eq(hash.as_bytes())) {
-                from_config = Some(caller.clone());
+                from_config = Some(principal.clone());
             }
         }
-        if let Some(caller) = from_config {
-            return Ok(caller);
+        if from_config.is_some() {
+            return Ok(from_config);
         }
-        if let Some(caller) = self.cached(hash) {
-            return Ok(caller);
+        let lookup = async {
+            let record = self.store.find_active(hash).await?;
+            Ok::<_, StoreError>(record.map(|r| Principal { tenant: r.tenant, scopes: r.scopes }))
+        };
+        match &self.cache {
+            // Concurrent lookups of one token share one query; failures are not cached.
+            Some(cache) => cache.try_get_with(*hash, lookup).await.map_err(shared_error),
+            None => lookup.await.map_err(ApiError::from),
         }
-        let record = self
-            .store
-            .find_active(hash)
-            .await?
-            .ok_or(ApiError::Unauthorized("the token is unknown or revoked"))?;
-        let caller = Caller { tenant: record.tenant, scopes: record.scopes };
-        self.remember(*hash, caller.clone());
-        Ok(caller)
     }
+}
 
-    fn cached(&self, hash: &TokenHash) -> Option<Caller> {
-        let cache = self.cache.lock().ok()?;
-        let (at, caller) = cache.get(hash)?;
-        (at.elapsed() < self.ttl).then(|| caller.clone())
-    }
-
-    fn remember(&self, hash: TokenHash, caller: Caller) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
-                if cache.len() >= CACHE_CAPACITY {
-                    cache.clear();
-                }
-            }
-            cache.insert(hash, (Instant::now(), caller));
-        }
-    }
+/// A storage failure that several waiting lookups share.
+fn shared_error(error: Arc<StoreError>) -> ApiError {
+    let cause = anyhow!("{error:#}");
+    ApiError::from(match &*error {
+        StoreError::Unavailable(_) => StoreError::Unavailable(cause),
+        StoreError::Refused(_) => StoreError::Refused(cause),
+        StoreError::Unknown(_) => StoreError::Unknown(cause),
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
@@ -160,7 +211,7 @@ pub fn issue_token(
     scopes: Vec<Scope>,
 ) -> anyhow::Result<IssuedToken> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
     let secret = format!("itk_{}", hex::encode(bytes));
     let token = NewToken {
         id: TokenId::from_uuid(uuid::Uuid::new_v4()),
@@ -170,22 +221,4 @@ pub fn issue_token(
         scopes,
     };
     Ok(IssuedToken { secret, token })
-}
-
-/// A line describing a stored token, for `intake tokens list`.
-pub fn describe(record: &TokenRecord) -> String {
-    let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
-    let state = match record.revoked_at {
-        Some(at) => format!("revoked {}", at.format("%Y-%m-%dT%H:%M:%SZ")),
-        None => "active".to_owned(),
-    };
-    format!(
-        "{}\t{}\t{}\t{}\tcreated {}\t{}",
-        record.id,
-        record.tenant,
-        record.name,
-        scopes.join(","),
-        record.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
-        state
-    )
 }

@@ -1,16 +1,16 @@
 //! The `intake` command line: `serve` (the default), `migrate`, `tokens create|list|revoke`.
 
-use std::sync::Arc;
-
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use intake_domain::{Scope, TenantId, TokenId, TokenStore};
+use intake_domain::{Scope, TenantId, TokenId, TokenRecord};
 use intake_storage::PgStore;
+use serde::Serialize;
 
-use crate::auth::{describe, issue_token};
+use crate::auth::issue_token;
 use crate::settings::Settings;
-use crate::startup::Application;
+use crate::startup::{Application, Backend};
 use crate::telemetry;
+use crate::wire::format_timestamp;
 
 /// The Event Intake API.
 #[derive(Debug, Parser)]
@@ -43,12 +43,16 @@ enum TokensCommand {
         /// A label for people.
         #[arg(long)]
         name: String,
-        /// A scope (events:write, events:read); repeat for several. Default: both.
+        /// A scope (events:write, events:read); repeat for several. Default: every scope.
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },
-    /// List every token (never their secrets).
-    List,
+    /// List every token (never their secrets), newest first.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a token by its id (tok_…).
     Revoke {
         /// The token's id, as `tokens list` shows it.
@@ -95,19 +99,25 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<()> {
-    let store: Arc<dyn TokenStore> =
-        Arc::new(PgStore::connect_lazy(&settings.database.url, &settings.database.pool())?);
+    let backend = Backend::from_settings(settings)?;
+    let store = backend.tokens.clone();
+    let done = tokens_on(store.as_ref(), command).await;
+    (backend.close)().await;
+    done
+}
+
+async fn tokens_on(
+    store: &dyn intake_domain::TokenStore,
+    command: TokensCommand,
+) -> anyhow::Result<()> {
     match command {
         TokensCommand::Create { tenant, name, scopes } => {
-            let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
+            let tenant = TenantId::parse(&tenant)?;
             let scopes = if scopes.is_empty() {
                 Scope::ALL.to_vec()
             } else {
-                let mut parsed = scopes
-                    .iter()
-                    .map(|s| s.parse::<Scope>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(anyhow::Error::msg)?;
+                let mut parsed =
+                    scopes.iter().map(|s| s.parse::<Scope>()).collect::<Result<Vec<_>, _>>()?;
                 parsed.sort();
                 parsed.dedup();
                 parsed
@@ -118,15 +128,22 @@ async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<(
             let issued = issue_token(tenant, name, scopes)?;
             let record = store.create(&issued.token).await.context("storing the token")?;
             println!("{}", issued.secret);
-            eprintln!("created {}; the token above is shown only once", describe(&record));
+            eprintln!(
+                "created {} for tenant {}; the token above is shown only once",
+                record.id, record.tenant
+            );
         }
-        TokensCommand::List => {
-            for record in store.list().await.context("listing tokens")? {
-                println!("{}", describe(&record));
+        TokensCommand::List { json } => {
+            let listed: Vec<ListedToken> =
+                store.list().await.context("listing tokens")?.iter().map(ListedToken::of).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+            } else {
+                print!("{}", token_table(&listed));
             }
         }
         TokensCommand::Revoke { id } => {
-            let id: TokenId = id.parse().map_err(anyhow::Error::msg)?;
+            let id: TokenId = id.parse()?;
             if !store.revoke(id).await.context("revoking the token")? {
                 bail!("no active token {id}");
             }
@@ -134,4 +151,49 @@ async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// A token as `tokens list` shows it.
+#[derive(Debug, Serialize)]
+struct ListedToken {
+    id: String,
+    tenant: String,
+    name: String,
+    scopes: Vec<&'static str>,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+impl ListedToken {
+    fn of(record: &TokenRecord) -> Self {
+        Self {
+            id: record.id.to_string(),
+            tenant: record.tenant.to_string(),
+            name: record.name.clone(),
+            scopes: record.scopes.iter().map(|s| s.as_str()).collect(),
+            created_at: format_timestamp(record.created_at),
+            revoked_at: record.revoked_at.map(format_timestamp),
+        }
+    }
+}
+
+/// Tab-separated lines under a header row: ID, TENANT, NAME, SCOPES, CREATED, STATE.
+fn token_table(tokens: &[ListedToken]) -> String {
+    let mut out = String::from("ID\tTENANT\tNAME\tSCOPES\tCREATED\tSTATE\n");
+    for t in tokens {
+        let state = match &t.revoked_at {
+            Some(at) => format!("revoked {at}"),
+            None => "active".to_owned(),
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            t.id,
+            t.tenant,
+            t.name,
+            t.scopes.join(","),
+            t.created_at,
+            state
+        ));
+    }
+    out
 }

@@ -15,4 +15,6 @@ pub mod request_context;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
+pub mod wire;

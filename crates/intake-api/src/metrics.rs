@@ -1,7 +1,9 @@
 //! Prometheus metrics: requests and their latency by route and status, events by outcome, and
 //! the database pool. Rendered in the text exposition format at `GET /metrics`.
 
-use intake_domain::PoolStats;
+use std::sync::Arc;
+
+use intake_storage::PoolStats;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -27,8 +29,11 @@ impl Outcome {
     }
 }
 
+/// Reads the connection pool's state when metrics are rendered.
+pub type PoolGauge = Arc<dyn Fn() -> PoolStats + Send + Sync>;
+
 /// The service's metrics and their registry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -38,11 +43,18 @@ pub struct Metrics {
     pool_idle: IntGauge,
     pool_max: IntGauge,
     pool_waiting: IntGauge,
+    pool: PoolGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// A fresh registry with every metric registered; `pool` is read at each rendering.
+    pub fn new(pool: PoolGauge) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("intake_http_requests_total", "HTTP requests by method, route and status."),
@@ -94,6 +106,7 @@ impl Metrics {
             pool_idle,
             pool_max,
             pool_waiting,
+            pool,
         })
     }
 
@@ -111,7 +124,8 @@ impl Metrics {
     }
 
     /// The exposition text, with the pool gauges as of now.
-    pub fn render(&self, pool: PoolStats) -> Result<Vec<u8>, prometheus::Error> {
+    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let pool = (self.pool)();
         self.pool_size.set(i64::from(pool.size));
         self.pool_idle.set(i64::from(pool.idle));
         self.pool_max.set(i64::from(pool.max));

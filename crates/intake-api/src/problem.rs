@@ -7,10 +7,72 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use intake_domain::{EventId, FieldError, IngestError, Scope, StoreError};
+use intake_domain::{ErrorCode, EventId, FieldError, IngestError, Scope, StoreError};
 use serde::Serialize;
 
 use crate::request_context;
+
+/// Why a query parameter or a batch item was refused: the API's own codes, beside the domain's
+/// [`ErrorCode`]s for an event's fields. Stable, part of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCode {
+    /// An item of a batch that is not a JSON object.
+    NotAnObject,
+    /// A `limit` query parameter that is not a whole number from 1 to 1000.
+    InvalidLimit,
+    /// A `cursor` that this API did not hand out, or that was altered.
+    InvalidCursor,
+    /// A query parameter the endpoint does not take.
+    UnknownParameter,
+    /// A query parameter given more than once.
+    DuplicateParameter,
+}
+
+impl RequestCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAnObject => "not_an_object",
+            Self::InvalidLimit => "invalid_limit",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::UnknownParameter => "unknown_parameter",
+            Self::DuplicateParameter => "duplicate_parameter",
+        }
+    }
+}
+
+/// One problem with one field, parameter or batch item, as the client reads it:
+/// `{"field","code","message"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = FieldError)]
+pub struct FieldProblem {
+    /// The field or parameter.
+    #[schema(example = "occurred_at")]
+    pub field: String,
+    /// A stable code (see the troubleshooting guide).
+    #[schema(example = "invalid_timestamp")]
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl FieldProblem {
+    /// A problem with one of the request's own parts (a parameter, a batch item).
+    pub fn new(field: impl Into<String>, code: RequestCode, message: impl Into<String>) -> Self {
+        Self { field: field.into(), code: code.as_str(), message: message.into() }
+    }
+}
+
+impl From<FieldError> for FieldProblem {
+    fn from(e: FieldError) -> Self {
+        Self { field: e.field, code: ErrorCode::as_str(e.code), message: e.message }
+    }
+}
+
+/// Each domain field error as the client reads it.
+pub fn field_problems(errors: Vec<FieldError>) -> Vec<FieldProblem> {
+    errors.into_iter().map(FieldProblem::from).collect()
+}
 
 /// Where the `type` URIs point: the troubleshooting guide as the server serves it.
 pub const TYPE_BASE: &str = "/docs/troubleshooting#";
@@ -35,13 +97,13 @@ pub enum ApiError {
     UnreadableBody(String),
     /// One or more fields are invalid.
     #[error("the event has {} invalid field(s)", .0.len())]
-    Validation(Vec<FieldError>),
+    Validation(Vec<FieldProblem>),
     /// A batch body that is not `{"events":[…]}` with 1–1000 items.
     #[error("{0}")]
     InvalidBatch(String),
     /// One or more query parameters are invalid.
     #[error("{} query parameter(s) are invalid", .0.len())]
-    InvalidQuery(Vec<FieldError>),
+    InvalidQuery(Vec<FieldProblem>),
     /// No usable credentials.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -197,8 +259,7 @@ pub struct Problem<'a> {
     request_id: String,
     /// Every invalid field or parameter (validation-failed, invalid-query).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<crate::openapi::FieldErrorDoc>>)]
-    errors: Option<&'a [FieldError]>,
+    errors: Option<&'a [FieldProblem]>,
     /// The event that holds a reused idempotency key (idempotency-key-reused).
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
@@ -287,6 +348,6 @@ impl From<StoreError> for ApiError {
 
 impl From<Vec<FieldError>> for ApiError {
     fn from(errors: Vec<FieldError>) -> Self {
-        Self::Validation(errors)
+        Self::Validation(field_problems(errors))
     }
 }

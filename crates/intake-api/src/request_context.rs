@@ -13,7 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use tracing::Instrument;
 
-use crate::startup::AppState;
+use crate::metrics::Metrics;
 
 /// The request id header, read and echoed.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -55,7 +55,7 @@ pub async fn middleware<B: MessageBody + 'static>(
         path = %req.path(),
     );
     let started = Instant::now();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let method = req.method().to_string();
     // Handlers' errors become responses inside this scope (actix renders them in the route's
     // service), so their problem bodies can name the request id.
@@ -66,10 +66,10 @@ pub async fn middleware<B: MessageBody + 'static>(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    if let Some(state) = state {
+    if let Some(metrics) = metrics {
         // The route's pattern, not its path, so that ids do not make new series.
         let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        state.metrics.observe_request(&method, &route, status, elapsed);
+        metrics.observe_request(&method, &route, status, elapsed);
     }
     span.in_scope(|| {
         tracing::info!(status, latency_ms = elapsed * 1000.0, "request finished");

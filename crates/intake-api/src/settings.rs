@@ -119,13 +119,8 @@ impl std::fmt::Debug for DevToken {
 impl DevToken {
     /// The tenant and scopes, checked.
     pub fn principal(&self) -> anyhow::Result<(TenantId, Vec<Scope>)> {
-        let tenant = TenantId::parse(&self.tenant).map_err(anyhow::Error::msg)?;
-        let scopes = self
-            .scopes
-            .iter()
-            .map(|s| s.parse::<Scope>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?;
+        let tenant = TenantId::parse(&self.tenant)?;
+        let scopes = self.scopes.iter().map(|s| s.parse::<Scope>()).collect::<Result<_, _>>()?;
         Ok((tenant, scopes))
     }
 }

@@ -1,4 +1,5 @@
-//! Building the application: storage, authentication and the HTTP server, bound to a port.
+//! Building the application: the stores, authentication, metrics and the HTTP server, bound to
+//! a port. The one place that chooses a storage backend is [`Backend`].
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,59 +9,104 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use intake_domain::{EventStore, HealthCheck, Limits, TokenStore};
-use intake_storage::PgStore;
+use futures_util::future::BoxFuture;
+use intake_domain::{EventStore, HealthCheck, TokenStore};
+use intake_storage::{PgStore, PoolStats};
 
 use crate::auth::Authenticator;
-use crate::body::BodyLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolGauge};
 use crate::request_context;
-use crate::routes;
+use crate::routes::{self, OpenApiJson};
 use crate::settings::Settings;
+use crate::state::AppState;
 
-/// What every handler shares.
-#[derive(Debug)]
-pub struct AppState {
+/// The stores the application runs on, behind the domain's traits, and how to release them.
+pub struct Backend {
     /// Where events go.
     pub events: Arc<dyn EventStore>,
-    /// Who may call.
-    pub auth: Authenticator,
-    /// Whether storage is ready, and its pool.
+    /// Where tokens are looked up.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Whether storage is ready.
     pub health: Arc<dyn HealthCheck>,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
-    /// How a single event's body is read.
-    pub event_body: BodyLimits,
-    /// How a batch's body is read.
-    pub batch_body: BodyLimits,
-    /// Validation limits.
-    pub validation: Limits,
+    /// The connection pool's state, for metrics.
+    pub pool: PoolGauge,
+    /// Releases the stores once the server has stopped.
+    pub close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
 }
 
-impl AppState {
-    /// State over the given repositories.
-    pub fn new(
-        settings: &Settings,
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("events", &self.events).finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Everything in one PostgreSQL database.
+    pub fn postgres(store: PgStore) -> Self {
+        let shared = Arc::new(store.clone());
+        let gauge = store.clone();
+        Self {
+            events: shared.clone(),
+            tokens: shared.clone(),
+            health: shared,
+            pool: Arc::new(move || gauge.pool_stats()),
+            close: Box::new(move || Box::pin(async move { store.pool().close().await })),
+        }
+    }
+
+    /// Stores that keep their own state and need no pool (in-memory ones, in tests).
+    pub fn unpooled(
         events: Arc<dyn EventStore>,
         tokens: Arc<dyn TokenStore>,
         health: Arc<dyn HealthCheck>,
-    ) -> anyhow::Result<Self> {
-        let timeout = Duration::from_millis(settings.server.client_body_timeout_ms);
-        Ok(Self {
+    ) -> Self {
+        Self {
             events,
-            auth: Authenticator::new(&settings.auth, tokens)?,
+            tokens,
             health,
-            metrics: Metrics::new()?,
-            event_body: BodyLimits { max_bytes: settings.limits.max_body_bytes, timeout },
-            batch_body: BodyLimits { max_bytes: settings.limits.max_batch_body_bytes, timeout },
-            validation: settings.limits.validation(),
+            pool: Arc::new(PoolStats::default),
+            close: Box::new(|| Box::pin(async {})),
+        }
+    }
+
+    /// The PostgreSQL backend the settings name; connects lazily, so that the server starts
+    /// (and later recovers) while the database is down.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
+            .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
+        Ok(Self::postgres(store))
+    }
+}
+
+/// What the application's routes are given: shared state, authentication, metrics and the
+/// OpenAPI document.
+#[derive(Debug, Clone)]
+pub struct AppData {
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    metrics: web::Data<Metrics>,
+    openapi: web::Data<OpenApiJson>,
+}
+
+impl AppData {
+    /// Everything the routes need, over `backend`'s stores.
+    pub fn new(settings: &Settings, backend: &Backend) -> anyhow::Result<Self> {
+        Ok(Self {
+            state: web::Data::new(AppState::new(
+                settings,
+                backend.events.clone(),
+                backend.health.clone(),
+            )),
+            auth: web::Data::new(Authenticator::new(&settings.auth, backend.tokens.clone())?),
+            metrics: web::Data::new(Metrics::new(backend.pool.clone())?),
+            openapi: web::Data::new(OpenApiJson(crate::openapi::document_json())),
         })
     }
 }
 
-/// The actix application over `state`; also what handler tests build.
+/// The actix application; also what handler tests build.
 pub fn app(
-    state: web::Data<AppState>,
+    data: AppData,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -71,7 +117,10 @@ pub fn app(
     >,
 > {
     App::new()
-        .app_data(state)
+        .app_data(data.state)
+        .app_data(data.auth)
+        .app_data(data.metrics)
+        .app_data(data.openapi)
         .wrap(from_fn(request_context::middleware))
         .configure(routes::configure)
 }
@@ -80,7 +129,7 @@ pub fn app(
 pub struct Application {
     port: u16,
     server: Server,
-    store: PgStore,
+    close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
 }
 
 impl std::fmt::Debug for Application {
@@ -90,26 +139,21 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Connects storage (lazily: the server starts while the database is down) and binds the
-    /// listener; port 0 picks a free port.
+    /// Binds the listener over the backend the settings name; port 0 picks a free port.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
-            .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
-        Self::build_with_store(settings, store)
+        Self::build_with(settings, Backend::from_settings(settings)?)
     }
 
-    /// Like [`Application::build`], over a store whose pool the caller made (tests pass the
-    /// database that `#[sqlx::test]` gives them).
-    pub fn build_with_store(settings: &Settings, store: PgStore) -> anyhow::Result<Self> {
+    /// Like [`Application::build`], over a backend the caller made (tests pass the database
+    /// that `#[sqlx::test]` gives them).
+    pub fn build_with(settings: &Settings, backend: Backend) -> anyhow::Result<Self> {
         settings.check_for_serving()?;
-        let shared = Arc::new(store.clone());
-        let state =
-            web::Data::new(AppState::new(settings, shared.clone(), shared.clone(), shared)?);
+        let data = AppData::new(settings, &backend)?;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;
         let port = listener.local_addr()?.port();
-        let mut server = HttpServer::new(move || app(state.clone()))
+        let mut server = HttpServer::new(move || app(data.clone()))
             .client_request_timeout(Duration::from_millis(
                 settings.server.client_request_timeout_ms,
             ))
@@ -118,7 +162,7 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Self { port, server, store })
+        Ok(Self { port, server, close: backend.close })
     }
 
     /// The port the server listens on.
@@ -126,10 +170,10 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish, then closes the pool.
+    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish, then releases storage.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("server failed")?;
-        self.store.pool().close().await;
+        (self.close)().await;
         Ok(())
     }
 }

@@ -6,19 +6,16 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
-use actix_web::web;
 use intake_api::settings::Settings;
-use intake_api::startup::{app, AppState};
+use intake_api::startup::{app, AppData, Backend};
 use intake_domain::memory::{MemoryEventStore, MemoryTokenStore};
 use serde_json::{json, Value};
 
-fn state(events: Arc<MemoryEventStore>) -> web::Data<AppState> {
+fn state(events: Arc<MemoryEventStore>) -> AppData {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let settings = Settings::load_profile(&dir, "local").expect("local profile");
-    web::Data::new(
-        AppState::new(&settings, events.clone(), Arc::new(MemoryTokenStore::default()), events)
-            .expect("state"),
-    )
+    let backend = Backend::unpooled(events.clone(), Arc::new(MemoryTokenStore::default()), events);
+    AppData::new(&settings, &backend).expect("app data")
 }
 
 fn event(plan: &str) -> Value {

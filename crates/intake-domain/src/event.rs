@@ -1,21 +1,26 @@
-//! Event values and the parsing of a request body into a [`NewEvent`].
+//! The values an event is made of.
 //!
-//! Each field is a newtype with a private inner value and a fallible `parse`; once a
-//! [`NewEvent`] exists, every field of it is valid. [`NewEvent::parse`] collects every field's
-//! problem at once rather than stopping at the first.
+//! Each is a newtype with a private inner value and a fallible `parse`: once one exists, it is
+//! valid. [`crate::NewEvent`] puts them together.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::fingerprint::Fingerprint;
 use crate::validation::{ErrorCode, FieldError, Limits};
 
-/// The fields an event body may carry; anything else is rejected by name.
-pub const KNOWN_FIELDS: [&str; 4] = ["event_type", "occurred_at", "idempotency_key", "data"];
+/// A tenant name that is not 1–64 characters of `a-z 0-9 - _`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {0:?} must be 1-64 characters of lower-case letters, digits, '-' and '_'")]
+pub struct InvalidTenantId(String);
+
+/// A string that is not an event id (`evt_` followed by 32 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an event id (evt_ followed by 32 hex digits)")]
+pub struct InvalidEventId(String);
 
 /// The tenant a token belongs to; every event and key is scoped to one.
 ///
@@ -25,7 +30,7 @@ pub struct TenantId(String);
 
 impl TenantId {
     /// Accepts a tenant name, or says why not.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidTenantId> {
         let ok_len = (1..=64).contains(&raw.len());
         let ok_chars = raw
             .bytes()
@@ -33,9 +38,7 @@ impl TenantId {
         if ok_len && ok_chars {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!(
-                "tenant {raw:?} must be 1-64 characters of lower-case letters, digits, '-' and '_'"
-            ))
+            Err(InvalidTenantId(raw.to_owned()))
         }
     }
 
@@ -83,14 +86,15 @@ impl fmt::Display for EventId {
 }
 
 impl FromStr for EventId {
-    type Err = String;
+    type Err = InvalidEventId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix(Self::PREFIX).ok_or("an event id starts with evt_")?;
+        let invalid = || InvalidEventId(s.to_owned());
+        let hex = s.strip_prefix(Self::PREFIX).ok_or_else(invalid)?;
         if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("an event id is evt_ followed by 32 hex digits".into());
+            return Err(invalid());
         }
-        Uuid::try_parse(hex).map(Self).map_err(|e| e.to_string())
+        Uuid::try_parse(hex).map(Self).map_err(|_| invalid())
     }
 }
 
@@ -180,12 +184,6 @@ impl OccurredAt {
     }
 }
 
-/// Formats an instant as the API writes every timestamp: RFC 3339 in UTC with `Z`, and only as
-/// many fractional digits as it needs (none, 3 or 6).
-pub fn format_timestamp(instant: DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 /// A client-chosen key that makes a retry safe: 1–255 printable ASCII characters, no spaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -214,45 +212,10 @@ impl IdempotencyKey {
         Ok(Self(raw.to_owned()))
     }
 
-    /// Reads the `Idempotency-Key` header: a bare token or a structured-field string
-    /// (`"…"`, with `\"` and `\\` escapes).
-    pub fn from_header(raw: &[u8]) -> Result<Self, FieldError> {
-        let invalid = || {
-            FieldError::new(
-                "idempotency_key",
-                ErrorCode::InvalidIdempotencyKey,
-                "the Idempotency-Key header must be printable ASCII, bare or as a quoted string",
-            )
-        };
-        let text = std::str::from_utf8(raw).map_err(|_| invalid())?.trim();
-        let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            Some(inner) => unescape_sf_string(inner).ok_or_else(invalid)?,
-            None => text.to_owned(),
-        };
-        Self::parse(&unquoted)
-    }
-
     /// The key as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Undoes the escapes of an RFC 8941 string's inside; `None` when an escape is malformed.
-fn unescape_sf_string(inner: &str) -> Option<String> {
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next()? {
-                e @ ('"' | '\\') => out.push(e),
-                _ => return None,
-            },
-            '"' => return None,
-            c => out.push(c),
-        }
-    }
-    Some(out)
 }
 
 /// The event's payload: a JSON object, stored and returned as sent.
@@ -370,157 +333,5 @@ pub fn json_type_name(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// A valid event ready to be stored, with the fingerprint of its payload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    event_type: EventType,
-    occurred_at: OccurredAt,
-    idempotency_key: IdempotencyKey,
-    data: EventData,
-    fingerprint: Fingerprint,
-}
-
-impl NewEvent {
-    /// Builds an event from its parts and computes its fingerprint.
-    pub fn new(
-        event_type: EventType,
-        occurred_at: OccurredAt,
-        idempotency_key: IdempotencyKey,
-        data: EventData,
-    ) -> Self {
-        let fingerprint = Fingerprint::of(&event_type, &occurred_at, &data);
-        Self { event_type, occurred_at, idempotency_key, data, fingerprint }
-    }
-
-    /// Turns a request body (already known to be a JSON object) into an event, reporting every
-    /// problem at once. `header_key` is the raw `Idempotency-Key` header, if one was sent.
-    pub fn parse(
-        body: Map<String, Value>,
-        header_key: Option<&[u8]>,
-        now: DateTime<Utc>,
-        limits: &Limits,
-    ) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut fields = body;
-
-        let mut unknown: Vec<String> =
-            fields.keys().filter(|k| !KNOWN_FIELDS.contains(&k.as_str())).cloned().collect();
-        unknown.sort();
-        for name in unknown {
-            fields.remove(&name);
-            errors.push(unknown_field(name));
-        }
-
-        let event_type = take_string(&mut fields, "event_type")
-            .and_then(|raw| EventType::parse(&raw))
-            .map_err(|e| errors.push(e))
-            .ok();
-        let occurred_at = take_string(&mut fields, "occurred_at")
-            .and_then(|raw| OccurredAt::parse(&raw, now, limits))
-            .map_err(|e| errors.push(e))
-            .ok();
-        let idempotency_key = resolve_key(&mut fields, header_key).map_err(|e| errors.push(e)).ok();
-        let data = match fields.remove("data") {
-            Some(value) => EventData::parse(value, limits).map_err(|e| errors.push(e)).ok(),
-            None => {
-                errors.push(missing("data", "a JSON object"));
-                None
-            }
-        };
-
-        match (event_type, occurred_at, idempotency_key, data) {
-            (Some(t), Some(o), Some(k), Some(d)) if errors.is_empty() => Ok(Self::new(t, o, k, d)),
-            _ => Err(errors),
-        }
-    }
-
-    /// What happened.
-    pub fn event_type(&self) -> &EventType {
-        &self.event_type
-    }
-
-    /// When it happened.
-    pub fn occurred_at(&self) -> OccurredAt {
-        self.occurred_at
-    }
-
-    /// The client's key for this event.
-    pub fn idempotency_key(&self) -> &IdempotencyKey {
-        &self.idempotency_key
-    }
-
-    /// The payload.
-    pub fn data(&self) -> &EventData {
-        &self.data
-    }
-
-    /// The fingerprint of the payload, compared when a key is used again.
-    pub fn fingerprint(&self) -> &Fingerprint {
-        &self.fingerprint
-    }
-}
-
-fn missing(field: &str, what: &str) -> FieldError {
-    FieldError::new(field, ErrorCode::MissingField, format!("{field} is required ({what})"))
-}
-
-fn unknown_field(name: String) -> FieldError {
-    let suggestion = KNOWN_FIELDS
-        .iter()
-        .map(|known| (known, strsim::damerau_levenshtein(&name, known)))
-        .filter(|(_, distance)| *distance <= 2)
-        .min_by_key(|(_, distance)| *distance);
-    let message = match suggestion {
-        Some((known, _)) => format!("unknown field {name:?}; did you mean {known:?}?"),
-        None => format!(
-            "unknown field {name:?}; an event has only event_type, occurred_at, idempotency_key \
-             and data"
-        ),
-    };
-    FieldError::new(name, ErrorCode::UnknownField, message)
-}
-
-fn take_string(fields: &mut Map<String, Value>, field: &str) -> Result<String, FieldError> {
-    match fields.remove(field) {
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(FieldError::new(
-            field,
-            ErrorCode::InvalidType,
-            format!("{field} must be a string, not {}", json_type_name(&other)),
-        )),
-        None => Err(missing(field, "a string")),
-    }
-}
-
-/// The key comes from the body, the header, or both; when both, they must agree.
-fn resolve_key(
-    fields: &mut Map<String, Value>,
-    header: Option<&[u8]>,
-) -> Result<IdempotencyKey, FieldError> {
-    let from_body = match fields.remove("idempotency_key") {
-        None => None,
-        Some(Value::String(s)) => Some(IdempotencyKey::parse(&s)?),
-        Some(other) => {
-            return Err(FieldError::new(
-                "idempotency_key",
-                ErrorCode::InvalidType,
-                format!("idempotency_key must be a string, not {}", json_type_name(&other)),
-            ))
-        }
-    };
-    let from_header = header.map(IdempotencyKey::from_header).transpose()?;
-    match (from_body, from_header) {
-        (Some(body), Some(header)) if body != header => Err(FieldError::new(
-            "idempotency_key",
-            ErrorCode::IdempotencyKeyMismatch,
-            "the Idempotency-Key header and the body's idempotency_key differ",
-        )),
-        (Some(key), _) | (None, Some(key)) => Ok(key),
-        (None, None) => {
-            Err(missing("idempotency_key", "a string in the body or the Idempotency-Key header"))
-        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod event;
 pub mod feed;
 pub mod fingerprint;
+pub mod new_event;
 pub mod ports;
 pub mod token;
 pub mod validation;
@@ -14,12 +15,16 @@ pub mod validation;
 #[cfg(feature = "test-support")]
 pub mod memory;
 
-pub use event::{EventData, EventId, EventType, IdempotencyKey, NewEvent, OccurredAt, TenantId};
+pub use event::{
+    EventData, EventId, EventType, IdempotencyKey, InvalidEventId, InvalidTenantId, OccurredAt,
+    TenantId,
+};
 pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
+pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, PoolStats, Readiness,
-    StoreError, TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness, StoreError,
+    TokenStore,
 };
-pub use token::{NewToken, Scope, TokenHash, TokenId, TokenRecord};
+pub use token::{InvalidTokenId, NewToken, Scope, TokenHash, TokenId, TokenRecord, UnknownScope};
 pub use validation::{ErrorCode, FieldError, Limits};

@@ -7,12 +7,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::event::{EventId, NewEvent, TenantId};
+use crate::event::{EventId, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
+use crate::new_event::NewEvent;
 use crate::ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, PoolStats, Readiness,
-    StoreError, TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness, StoreError,
+    TokenStore,
 };
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
@@ -144,10 +145,6 @@ impl EventStore for MemoryEventStore {
 impl HealthCheck for MemoryEventStore {
     async fn readiness(&self) -> Result<Readiness, StoreError> {
         self.lock().map(|_| Readiness::Ready)
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        PoolStats::default()
     }
 }
 

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::event::{EventId, NewEvent, TenantId};
+use crate::event::{EventId, TenantId};
 use crate::feed::{FeedPage, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
+use crate::new_event::NewEvent;
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
 /// The outcome of storing an event: its id and when it was first received.
@@ -173,25 +174,9 @@ pub enum Readiness {
     },
 }
 
-/// A snapshot of the connection pool, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PoolStats {
-    /// Connections open now.
-    pub size: u32,
-    /// Of those, connections not in use.
-    pub idle: u32,
-    /// The most connections the pool opens.
-    pub max: u32,
-    /// Requests waiting for a connection now.
-    pub waiting: u32,
-}
-
 /// What the operational endpoints ask of storage.
 #[async_trait]
 pub trait HealthCheck: std::fmt::Debug + Send + Sync + 'static {
     /// Whether storage answers and every migration is applied.
     async fn readiness(&self) -> Result<Readiness, StoreError>;
-
-    /// The connection pool's state now.
-    fn pool_stats(&self) -> PoolStats;
 }

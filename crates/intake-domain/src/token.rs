@@ -25,6 +25,11 @@ impl Scope {
     /// Every scope, for tokens created without an explicit list.
     pub const ALL: [Scope; 2] = [Scope::EventsWrite, Scope::EventsRead];
 
+    /// Every scope's name, for messages.
+    pub fn names() -> String {
+        Self::ALL.map(Scope::as_str).join(", ")
+    }
+
     /// The scope's name on the wire and in the database.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,15 +45,24 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope name that is not one of [`Scope::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {name:?}; scopes are {all}", name = .0, all = Scope::names())]
+pub struct UnknownScope(String);
+
+/// A string that is not a token id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a token id (tok_ followed by 32 hex digits)")]
+pub struct InvalidTokenId(String);
+
 impl FromStr for Scope {
-    type Err = String;
+    type Err = UnknownScope;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "events:write" => Ok(Self::EventsWrite),
-            "events:read" => Ok(Self::EventsRead),
-            other => Err(format!("unknown scope {other:?}; scopes are events:write, events:read")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| UnknownScope(s.into()))
     }
 }
 
@@ -99,13 +113,11 @@ impl fmt::Display for TokenId {
 }
 
 impl FromStr for TokenId {
-    type Err = String;
+    type Err = InvalidTokenId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let hex = s.strip_prefix(Self::PREFIX).unwrap_or(s);
-        Uuid::try_parse(hex)
-            .map(Self)
-            .map_err(|_| format!("{s:?} is not a token id (tok_ followed by 32 hex digits)"))
+        Uuid::try_parse(hex).map(Self).map_err(|_| InvalidTokenId(s.to_owned()))
     }
 }
 

@@ -32,18 +32,8 @@ pub enum ErrorCode {
     NumberOutOfRange,
     /// A top-level field the API does not know.
     UnknownField,
-    /// An item of a batch that is not a JSON object.
-    NotAnObject,
-    /// An item of a batch whose key an earlier event holds with a different payload.
+    /// A key that an earlier event holds with a different payload (an item of a batch).
     IdempotencyKeyReused,
-    /// A `limit` query parameter that is not a whole number from 1 to 1000.
-    InvalidLimit,
-    /// A `cursor` that this API did not hand out, or that was altered.
-    InvalidCursor,
-    /// A query parameter the endpoint does not take.
-    UnknownParameter,
-    /// A query parameter given more than once.
-    DuplicateParameter,
 }
 
 impl ErrorCode {
@@ -62,12 +52,7 @@ impl ErrorCode {
             Self::InvalidCharacter => "invalid_character",
             Self::NumberOutOfRange => "number_out_of_range",
             Self::UnknownField => "unknown_field",
-            Self::NotAnObject => "not_an_object",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::InvalidLimit => "invalid_limit",
-            Self::InvalidCursor => "invalid_cursor",
-            Self::UnknownParameter => "unknown_parameter",
-            Self::DuplicateParameter => "duplicate_parameter",
         }
     }
 }

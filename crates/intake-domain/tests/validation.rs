@@ -1,12 +1,15 @@
 //! Every validation rule of contract §3, each with the cases it accepts and rejects.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use intake_domain::event::format_timestamp;
+use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use intake_domain::{
-    ErrorCode, EventData, EventId, EventType, FieldError, IdempotencyKey, Limits, NewEvent,
-    OccurredAt, TenantId,
+    ErrorCode, EventData, EventId, EventType, FieldError, IdempotencyKey, KeyBesideBody, Limits,
+    NewEvent, OccurredAt, TenantId,
 };
 use serde_json::{json, Map, Value};
+
+fn format_timestamp(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 12, 22, 10, 30, 3).single().expect("valid date")
@@ -181,45 +184,59 @@ fn idempotency_keys_with_spaces_controls_or_too_long_are_rejected() {
     }
 }
 
-#[test]
-fn the_idempotency_key_header_may_be_bare_or_a_quoted_string() {
-    let cases: [(&[u8], &str); 4] = [
-        (b"abc-123", "abc-123"),
-        (b"\"abc-123\"", "abc-123"),
-        (b"\"a\\\"b\"", "a\"b"),
-        (b"  abc  ", "abc"),
-    ];
-    for (raw, key) in cases {
-        let parsed = IdempotencyKey::from_header(raw).expect("valid header");
-        assert_eq!(parsed.as_str(), key, "for {:?}", String::from_utf8_lossy(raw));
-    }
-    for raw in [&b"\"bad\\escape\""[..], b"\"\"", b"two words", b"\xff\xfe"] {
-        assert!(IdempotencyKey::from_header(raw).is_err(), "{:?} should be rejected", raw);
-    }
+fn beside(key: &str) -> Option<KeyBesideBody> {
+    Some(KeyBesideBody { key: Some(IdempotencyKey::parse(key)), source: "the header" })
 }
 
 #[test]
-fn the_key_may_come_from_the_header_alone() {
+fn the_key_may_come_from_beside_the_body_alone() {
     let body = without("idempotency_key");
-    let event = NewEvent::parse(object(body), Some(b"hdr-key"), now(), &Limits::default())
-        .expect("header key suffices");
+    let event = NewEvent::parse(object(body), beside("hdr-key"), now(), &Limits::default())
+        .expect("a key beside the body suffices");
     assert_eq!(event.idempotency_key().as_str(), "hdr-key");
 }
 
 #[test]
-fn header_and_body_keys_must_be_equal() {
+fn keys_in_and_beside_the_body_must_be_equal() {
     let key = "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41";
-    let same = format!("\"{key}\"");
-    assert!(NewEvent::parse(
-        object(valid_body()),
-        Some(same.as_bytes()),
-        now(),
-        &Limits::default()
-    )
-    .is_ok());
-    let errors = NewEvent::parse(object(valid_body()), Some(b"other"), now(), &Limits::default())
+    assert!(NewEvent::parse(object(valid_body()), beside(key), now(), &Limits::default()).is_ok());
+    let errors = NewEvent::parse(object(valid_body()), beside("other"), now(), &Limits::default())
         .expect_err("mismatch");
     assert_eq!(codes(&errors), vec![("idempotency_key".into(), ErrorCode::IdempotencyKeyMismatch)]);
+    assert!(errors[0].message.starts_with("the header and"), "{}", errors[0].message);
+}
+
+#[test]
+fn an_invalid_key_beside_the_body_is_reported_with_the_other_problems() {
+    let refused = IdempotencyKey::parse("two words");
+    let errors = NewEvent::parse(
+        object(with("event_type", json!(""))),
+        Some(KeyBesideBody { key: Some(refused), source: "the header" }),
+        now(),
+        &Limits::default(),
+    )
+    .expect_err("two problems");
+    assert_eq!(
+        codes(&errors),
+        vec![
+            ("event_type".into(), ErrorCode::InvalidLength),
+            ("idempotency_key".into(), ErrorCode::InvalidIdempotencyKey),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_key_names_the_places_it_may_come_from() {
+    let alone = parse(without("idempotency_key")).expect_err("missing");
+    assert!(!alone[0].message.contains("header"), "{}", alone[0].message);
+    let with_place = NewEvent::parse(
+        object(without("idempotency_key")),
+        Some(KeyBesideBody { key: None, source: "the header" }),
+        now(),
+        &Limits::default(),
+    )
+    .expect_err("missing");
+    assert!(with_place[0].message.contains("the header"), "{}", with_place[0].message);
 }
 
 #[test]

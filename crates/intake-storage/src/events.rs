@@ -27,11 +27,11 @@ WITH inserted AS (
                         fingerprint)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
-    RETURNING event_id, received_at, fingerprint
+    RETURNING idempotency_key, event_id, received_at, fingerprint
 )
-SELECT event_id, received_at, fingerprint, true AS inserted FROM inserted
+SELECT idempotency_key, event_id, received_at, fingerprint, true AS inserted FROM inserted
 UNION ALL
-SELECT event_id, received_at, fingerprint, false AS inserted
+SELECT idempotency_key, event_id, received_at, fingerprint, false AS inserted
 FROM events
 WHERE tenant_id = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM inserted)
 "#;
@@ -63,17 +63,35 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
-type HolderRow = (String, Uuid, DateTime<Utc>, Vec<u8>);
-
-/// A row holding a key, read back from storage: the key and its holder.
-fn key_holder(
+/// The row that holds a key, as [`INGEST`], [`INGEST_BATCH`] and [`KEY_HOLDERS`] return it.
+/// Columns are matched by name, so a statement that renames or drops one fails its tests
+/// rather than filling the wrong field.
+#[derive(Debug, sqlx::FromRow)]
+struct HolderRow {
+    idempotency_key: String,
     event_id: Uuid,
     received_at: DateTime<Utc>,
-    fingerprint: &[u8],
-) -> Result<KeyHolder, StoreError> {
-    let fingerprint = Fingerprint::from_slice(fingerprint)
-        .ok_or_else(|| StoreError::Unknown(anyhow!("stored fingerprint is not 32 bytes")))?;
-    Ok(KeyHolder { event_id: EventId::from_uuid(event_id), received_at, fingerprint })
+    fingerprint: Vec<u8>,
+}
+
+impl HolderRow {
+    fn holder(&self) -> Result<KeyHolder, StoreError> {
+        let fingerprint = Fingerprint::from_slice(&self.fingerprint)
+            .ok_or_else(|| StoreError::Unknown(anyhow!("stored fingerprint is not 32 bytes")))?;
+        Ok(KeyHolder {
+            event_id: EventId::from_uuid(self.event_id),
+            received_at: self.received_at,
+            fingerprint,
+        })
+    }
+}
+
+/// What [`INGEST`] returns: the row holding the key, and whether this statement inserted it.
+#[derive(Debug, sqlx::FromRow)]
+struct IngestRow {
+    #[sqlx(flatten)]
+    holder: HolderRow,
+    inserted: bool,
 }
 
 /// One event of one tenant, by id (the primary key).
@@ -124,31 +142,35 @@ const FEED: &str = feed_sql!("");
 /// seeking.
 const FEED_OF_TYPE: &str = feed_sql!(" AND event_type = $5");
 
-type EventRow = (
-    Uuid,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    String,
-    sqlx::types::Json<serde_json::Value>,
-    String,
-    i64,
-);
+/// An event as [`GET`] and the feed read it, with its feed position.
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    event_id: Uuid,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    idempotency_key: String,
+    data: sqlx::types::Json<serde_json::Value>,
+    /// `tx_id` as text: sqlx has no type for `xid8`.
+    tx_text: String,
+    seq: i64,
+}
 
-fn stored_event(row: EventRow) -> Result<(FeedPosition, StoredEvent), StoreError> {
-    let (event_id, event_type, occurred_at, received_at, idempotency_key, data, tx, seq) = row;
-    let tx = tx
-        .parse::<u64>()
-        .map_err(|e| StoreError::Unknown(anyhow!("tx_id {tx:?} of event {event_id}: {e}")))?;
-    let event = StoredEvent {
-        event_id: EventId::from_uuid(event_id),
-        event_type,
-        occurred_at,
-        received_at,
-        idempotency_key,
-        data: data.0,
-    };
-    Ok((FeedPosition { tx, seq }, event))
+impl EventRow {
+    fn into_event(self) -> Result<(FeedPosition, StoredEvent), StoreError> {
+        let tx = self.tx_text.parse::<u64>().map_err(|e| {
+            StoreError::Unknown(anyhow!("tx_id {:?} of event {}: {e}", self.tx_text, self.event_id))
+        })?;
+        let event = StoredEvent {
+            event_id: EventId::from_uuid(self.event_id),
+            event_type: self.event_type,
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            idempotency_key: self.idempotency_key,
+            data: self.data.0,
+        };
+        Ok((FeedPosition { tx, seq: self.seq }, event))
+    }
 }
 
 /// How often the statement is tried when a concurrent writer's row is not yet in its snapshot.
@@ -165,7 +187,7 @@ impl EventStore for PgStore {
         new_id: EventId,
     ) -> Result<Ingested, IngestError> {
         for _ in 0..INGEST_ATTEMPTS {
-            let row: Option<(Uuid, DateTime<Utc>, Vec<u8>, bool)> = sqlx::query_as(INGEST)
+            let row: Option<IngestRow> = sqlx::query_as(INGEST)
                 .bind(new_id.as_uuid())
                 .bind(tenant.as_str())
                 .bind(event.idempotency_key().as_str())
@@ -176,12 +198,10 @@ impl EventStore for PgStore {
                 .fetch_optional(&mut *self.acquire().await?)
                 .await
                 .map_err(classify)?;
-            let Some((event_id, received_at, fingerprint, inserted)) = row else {
+            let Some(row) = row else {
                 continue;
             };
-            return key_holder(event_id, received_at, &fingerprint)?
-                .outcome_for(event, inserted)
-                .into_result();
+            return row.holder.holder()?.outcome_for(event, row.inserted).into_result();
         }
         Err(IngestError::Unknown(anyhow!(
             "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
@@ -234,8 +254,7 @@ impl EventStore for PgStore {
                 other => other.map_err(classify)?,
             };
             for row in inserted {
-                let (key, event_id, received_at, fingerprint) = row;
-                holders.insert(key, (key_holder(event_id, received_at, &fingerprint)?, true));
+                holders.insert(row.idempotency_key.clone(), (row.holder()?, true));
             }
             let skipped: Vec<&str> = items
                 .iter()
@@ -250,8 +269,7 @@ impl EventStore for PgStore {
                     .await
                     .map_err(classify)?;
                 for row in rows {
-                    let (key, event_id, received_at, fingerprint) = row;
-                    holders.insert(key, (key_holder(event_id, received_at, &fingerprint)?, false));
+                    holders.insert(row.idempotency_key.clone(), (row.holder()?, false));
                 }
             }
             pending.retain(|&i| !holders.contains_key(events[i].0.idempotency_key().as_str()));
@@ -285,7 +303,7 @@ impl EventStore for PgStore {
             .fetch_optional(&mut *self.acquire().await?)
             .await
             .map_err(classify)?;
-        Ok(row.map(stored_event).transpose()?.map(|(_, event)| event))
+        Ok(row.map(EventRow::into_event).transpose()?.map(|(_, event)| event))
     }
 
     async fn feed_page(
@@ -307,7 +325,7 @@ impl EventStore for PgStore {
         let mut next = query.after;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
-            let (position, event) = stored_event(row)?;
+            let (position, event) = row.into_event()?;
             next = position;
             events.push(event);
         }

@@ -1,10 +1,9 @@
 //! Readiness and pool statistics for the operational endpoints.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use intake_domain::{HealthCheck, PoolStats, Readiness, StoreError};
+use intake_domain::{HealthCheck, Readiness, StoreError};
 
 use crate::errors::classify;
 use crate::{PgStore, MIGRATOR};
@@ -36,14 +35,5 @@ impl HealthCheck for PgStore {
         } else {
             Readiness::MigrationsPending { pending }
         })
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-            waiting: self.waiting.load(Ordering::Relaxed),
-        }
     }
 }

@@ -33,6 +33,19 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
+/// A snapshot of the connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: u32,
+    /// Of those, connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+    /// Requests waiting for a connection now.
+    pub waiting: u32,
+}
+
 /// The PostgreSQL store: events and tokens in one database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -81,7 +94,17 @@ impl PgStore {
         Ok(Self::new(pool))
     }
 
-    /// The pool, for callers that need its statistics or to close it.
+    /// The connection pool's state now, for metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The pool, for callers that need to close it.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -232,7 +232,6 @@ async fn an_unmigrated_database_has_every_migration_pending(pool: PgPool) {
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn pool_stats_count_requests_waiting_for_a_connection(pool: PgPool) {
-    use intake_domain::HealthCheck;
     let options = pool.connect_options();
     let small = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)

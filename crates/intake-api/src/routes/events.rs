@@ -2,21 +2,61 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use intake_domain::event::format_timestamp;
+use intake_domain::event::json_type_name;
 use intake_domain::{
-    BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
-    NewEvent, Scope, StoredEvent,
+    BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, Ingested, NewEvent,
+    StoredEvent,
 };
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::{Caller, EventsRead, EventsWrite};
 use crate::body;
 use crate::cursor;
-use crate::metrics::Outcome;
-use crate::openapi::{BatchInput, EventInput};
-use crate::problem::ApiError;
-use crate::startup::AppState;
+use crate::metrics::{Metrics, Outcome};
+use crate::problem::{field_problems, ApiError, FieldProblem, RequestCode};
+use crate::state::AppState;
+use crate::wire::{format_timestamp, key_beside_body, IDEMPOTENCY_KEY_HEADER};
+
+/// An event to ingest (the request body of `POST /v1/events`, and each item of a batch).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Event)]
+pub(crate) struct EventInput {
+    /// 1–128 ASCII letters, digits and `. _ - :`, starting with a letter or digit.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        example = "user.created"
+    )]
+    event_type: String,
+    /// RFC 3339 date-time with an offset; at most `limits.max_future_skew` ahead.
+    #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
+    occurred_at: String,
+    /// 1–255 printable ASCII characters without spaces; may come in the Idempotency-Key header
+    /// instead.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$",
+        example = "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41"
+    )]
+    idempotency_key: Option<String>,
+    /// The payload: any JSON object.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+/// A batch to ingest.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchInput {
+    /// 1 to 1,000 events.
+    #[schema(min_items = 1, max_items = 1000)]
+    events: Vec<EventInput>,
+}
 
 /// The answer to an accepted event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,29 +100,29 @@ impl From<&Ingested> for Accepted {
         (status = 200, description = "Stored (or already stored: see deduplicated)", body = Accepted,
          headers(("Idempotent-Replayed" = String, description = "true when the event was already stored"))),
     ),
-    security(("bearer" = ["events:write"]))
 )]
 pub(crate) async fn ingest(
+    caller: Caller<EventsWrite>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
     let stored = async {
         let object = body::json_object(&req, payload, state.event_body).await?;
         let now = Utc::now();
-        let header_key = req.headers().get("idempotency-key").map(|v| v.as_bytes());
-        let event = NewEvent::parse(object, header_key, now, &state.validation)?;
-        let ingested = state.events.ingest(&caller.tenant, &event, EventId::generate(now)).await?;
+        let beside = key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER));
+        let event = NewEvent::parse(object, Some(beside), now, &state.validation)?;
+        let ingested = state.events.ingest(caller.tenant(), &event, EventId::generate(now)).await?;
         Ok::<_, ApiError>(ingested)
     }
     .await;
     match &stored {
-        Ok(i) if i.deduplicated => state.metrics.count_events(Outcome::Deduplicated, 1),
-        Ok(_) => state.metrics.count_events(Outcome::Accepted, 1),
+        Ok(i) if i.deduplicated => metrics.count_events(Outcome::Deduplicated, 1),
+        Ok(_) => metrics.count_events(Outcome::Accepted, 1),
         // The event was not judged: the database failed, not the request.
         Err(ApiError::Unavailable(_) | ApiError::Internal(_)) => {}
-        Err(_) => state.metrics.count_events(Outcome::Rejected, 1),
+        Err(_) => metrics.count_events(Outcome::Rejected, 1),
     }
     let ingested = stored?;
     let mut response = HttpResponse::Ok();
@@ -107,8 +147,7 @@ pub(crate) enum ItemResult {
         #[schema(value_type = String, example = "error")]
         status: &'static str,
         /// Every problem with the item.
-        #[schema(value_type = Vec<crate::openapi::FieldErrorDoc>)]
-        errors: Vec<FieldError>,
+        errors: Vec<FieldProblem>,
         /// The event that holds the key, when the key was reused.
         #[serde(skip_serializing_if = "Option::is_none")]
         event_id: Option<String>,
@@ -116,7 +155,7 @@ pub(crate) enum ItemResult {
 }
 
 impl ItemResult {
-    fn rejected(errors: Vec<FieldError>) -> Self {
+    fn rejected(errors: Vec<FieldProblem>) -> Self {
         Self::Rejected { status: "error", errors, event_id: None }
     }
 }
@@ -145,7 +184,7 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
         Some(other) => {
             return Err(ApiError::InvalidBatch(format!(
                 "events must be an array, not {}",
-                intake_domain::event::json_type_name(&other)
+                json_type_name(&other)
             )))
         }
         None => return Err(ApiError::InvalidBatch(format!("events is missing; {}", shape()))),
@@ -171,14 +210,14 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
     responses(
         (status = 200, description = "One result per item, in request order", body = BatchBody),
     ),
-    security(("bearer" = ["events:write"]))
 )]
 pub(crate) async fn ingest_batch(
+    caller: Caller<EventsWrite>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.auth.authorize(&req, Scope::EventsWrite).await?;
     let object = body::json_object(&req, payload, state.batch_body).await?;
     let items = batch_items(object)?;
     let now = Utc::now();
@@ -187,14 +226,18 @@ pub(crate) async fn ingest_batch(
     let mut valid = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
     for (position, item) in items.into_iter().enumerate() {
+        // A batch item's key comes from the item alone: the Idempotency-Key header is for
+        // single events.
         let parsed = match item {
-            Value::Object(fields) => NewEvent::parse(fields, None, now, &state.validation),
-            other => Err(vec![FieldError::new(
+            Value::Object(fields) => {
+                NewEvent::parse(fields, None, now, &state.validation).map_err(field_problems)
+            }
+            other => Err(vec![FieldProblem::new(
                 "event",
-                ErrorCode::NotAnObject,
+                RequestCode::NotAnObject,
                 format!(
                     "each item of events must be a JSON object, not {}",
-                    intake_domain::event::json_type_name(&other)
+                    json_type_name(&other)
                 ),
             )]),
         };
@@ -211,7 +254,7 @@ pub(crate) async fn ingest_batch(
     let outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        state.events.ingest_batch(&caller.tenant, &valid).await?
+        state.events.ingest_batch(caller.tenant(), &valid).await?
     };
     if outcomes.len() != valid.len() {
         return Err(ApiError::Internal(anyhow::anyhow!(
@@ -225,14 +268,14 @@ pub(crate) async fn ingest_batch(
             BatchOutcome::Stored(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
             BatchOutcome::KeyReused { original } => ItemResult::Rejected {
                 status: "error",
-                errors: vec![FieldError::new(
-                    "idempotency_key",
-                    ErrorCode::IdempotencyKeyReused,
-                    format!(
+                errors: vec![FieldProblem {
+                    field: "idempotency_key".into(),
+                    code: ErrorCode::IdempotencyKeyReused.as_str(),
+                    message: format!(
                         "idempotency key already used for event {original} with a different \
                          payload"
                     ),
-                )],
+                }],
                 event_id: Some(original.to_string()),
             },
         });
@@ -243,9 +286,9 @@ pub(crate) async fn ingest_batch(
     let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
     let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));
     let rejected = count(|r| matches!(r, ItemResult::Rejected { .. }));
-    state.metrics.count_events(Outcome::Accepted, accepted);
-    state.metrics.count_events(Outcome::Deduplicated, deduplicated);
-    state.metrics.count_events(Outcome::Rejected, rejected);
+    metrics.count_events(Outcome::Accepted, accepted);
+    metrics.count_events(Outcome::Deduplicated, deduplicated);
+    metrics.count_events(Outcome::Rejected, rejected);
     Ok(HttpResponse::Ok().json(BatchBody { results, accepted, deduplicated, rejected }))
 }
 
@@ -295,18 +338,16 @@ impl From<StoredEvent> for EventBody {
     responses(
         (status = 200, description = "The event", body = EventBody),
     ),
-    security(("bearer" = ["events:read"]))
 )]
 pub(crate) async fn get_event(
-    req: HttpRequest,
+    caller: Caller<EventsRead>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.auth.authorize(&req, Scope::EventsRead).await?;
     let raw = path.into_inner();
     let not_found = || ApiError::NotFound(format!("no event {raw:?}"));
     let id: EventId = raw.parse().map_err(|_| not_found())?;
-    let event = state.events.get(&caller.tenant, id).await?.ok_or_else(not_found)?;
+    let event = state.events.get(caller.tenant(), id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(EventBody::from(event)))
 }
 
@@ -327,9 +368,9 @@ pub(crate) struct FeedBody {
 fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query_string)
         .map_err(|e| {
-            ApiError::InvalidQuery(vec![FieldError::new(
+            ApiError::InvalidQuery(vec![FieldProblem::new(
                 "query",
-                ErrorCode::UnknownParameter,
+                RequestCode::UnknownParameter,
                 format!("the query string cannot be read: {e}"),
             )])
         })?
@@ -340,9 +381,9 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
     let mut seen: Vec<&str> = Vec::new();
     for (name, value) in &pairs {
         if seen.contains(&name.as_str()) {
-            errors.push(FieldError::new(
+            errors.push(FieldProblem::new(
                 name.as_str(),
-                ErrorCode::DuplicateParameter,
+                RequestCode::DuplicateParameter,
                 format!("{name} is given more than once"),
             ));
             continue;
@@ -351,27 +392,27 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
         match name.as_str() {
             "limit" => match value.parse::<u16>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
-                _ => errors.push(FieldError::new(
+                _ => errors.push(FieldProblem::new(
                     "limit",
-                    ErrorCode::InvalidLimit,
+                    RequestCode::InvalidLimit,
                     format!("limit must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"),
                 )),
             },
             "cursor" => match cursor::decode(value) {
                 Some(position) => query.after = position,
-                None => errors.push(FieldError::new(
+                None => errors.push(FieldProblem::new(
                     "cursor",
-                    ErrorCode::InvalidCursor,
+                    RequestCode::InvalidCursor,
                     "cursor must be a next_cursor value returned by this API, unchanged",
                 )),
             },
             "event_type" => match EventType::parse(value) {
                 Ok(event_type) => query.event_type = Some(event_type),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.into()),
             },
-            other => errors.push(FieldError::new(
+            other => errors.push(FieldProblem::new(
                 other,
-                ErrorCode::UnknownParameter,
+                RequestCode::UnknownParameter,
                 format!(
                     "unknown query parameter {other:?}; the feed takes limit, cursor, event_type"
                 ),
@@ -399,15 +440,14 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
     responses(
         (status = 200, description = "A page of the feed", body = FeedBody),
     ),
-    security(("bearer" = ["events:read"]))
 )]
 pub(crate) async fn feed(
+    caller: Caller<EventsRead>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.auth.authorize(&req, Scope::EventsRead).await?;
     let query = feed_query(req.query_string())?;
-    let page = state.events.feed_page(&caller.tenant, &query).await?;
+    let page = state.events.feed_page(caller.tenant(), &query).await?;
     Ok(HttpResponse::Ok().json(FeedBody {
         data: page.events.into_iter().map(EventBody::from).collect(),
         next_cursor: cursor::encode(page.next),

@@ -1,42 +1,185 @@
-//! The HTTP routes. Every mounted route is listed once, in [`table`]: mounting, the `Allow`
-//! header of 405 answers and the OpenAPI coverage check all read it.
+//! The HTTP routes, in one table. [`table`] lists every endpoint once: its handler, who may call
+//! it and which problems it answers with; its path, method and documentation come from the
+//! handler's `#[utoipa::path]`. Mounting, the `Allow` header of 405 answers and the OpenAPI
+//! paths (with their security and problem responses) all read the table, so a new endpoint is
+//! one handler and one row here.
 
 pub(crate) mod events;
 pub(crate) mod ops;
 
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse, Route};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
+use intake_domain::Scope;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 
-use crate::problem::ApiError;
+use crate::auth::{EventsRead, EventsWrite, RequiredScope};
+use crate::problem::{ApiError, ProblemKind};
 
-/// Every route: path, method and handler. Order matters where patterns overlap:
-/// `/v1/events/batch` comes before `/v1/events/{event_id}`.
-fn table() -> Vec<(&'static str, Method, Route)> {
-    vec![
-        ("/v1/events", Method::POST, web::post().to(events::ingest)),
-        ("/v1/events", Method::GET, web::get().to(events::feed)),
-        ("/v1/events/batch", Method::POST, web::post().to(events::ingest_batch)),
-        ("/v1/events/{event_id}", Method::GET, web::get().to(events::get_event)),
-        ("/healthz", Method::GET, web::get().to(ops::healthz)),
-        ("/readyz", Method::GET, web::get().to(ops::readyz)),
-        ("/metrics", Method::GET, web::get().to(ops::metrics)),
-        ("/openapi.json", Method::GET, web::get().to(ops::openapi)),
-        ("/docs/troubleshooting", Method::GET, web::get().to(ops::troubleshooting)),
+pub use ops::OpenApiJson;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: no token is read.
+    Public,
+    /// A token with this scope; the handler takes the matching `Caller<…>`.
+    Scope(Scope),
+}
+
+impl Access {
+    /// A token with the scope `S`.
+    fn scope<S: RequiredScope>() -> Self {
+        Self::Scope(S::SCOPE)
+    }
+}
+
+/// One method on one path.
+pub struct Endpoint {
+    /// The path pattern, as documented (`/v1/events/{event_id}`).
+    pub path: String,
+    /// The method, as documented.
+    pub method: HttpMethod,
+    /// Who may call it.
+    pub access: Access,
+    /// The problems it may answer with, beyond those its access implies (401, 403).
+    pub problems: Vec<ProblemKind>,
+    /// Its OpenAPI operation, from the handler's annotation.
+    pub operation: fn() -> Operation,
+    /// The tags of the annotation (utoipa keeps them apart from the operation).
+    pub tags: Vec<&'static str>,
+    /// Adds the schemas the operation refers to.
+    pub schemas: fn(&mut Vec<(String, RefOr<Schema>)>),
+    /// The handler's Rust name, to check the operation belongs to it.
+    pub handler: &'static str,
+    route: Route,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("path", &self.path)
+            .field("method", &self.http_method())
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The method as actix names it.
+    pub fn http_method(&self) -> Method {
+        actix_method(&self.method)
+    }
+}
+
+fn actix_method(method: &HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+/// The endpoints of `handler`, documented by `P` (the type `#[utoipa::path]` generates for it):
+/// one per documented method. Its tags and schema references come through the traits that
+/// utoipa's own `OpenApi` derive reads.
+fn endpoint<P, F, Args>(handler: F, access: Access, problems: &[&[ProblemKind]]) -> Vec<Endpoint>
+where
+    P: utoipa::Path + utoipa::__dev::Tags<'static> + utoipa::__dev::SchemaReferences,
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    P::methods()
+        .into_iter()
+        .map(|method| Endpoint {
+            path: P::path(),
+            route: web::method(actix_method(&method)).to(handler.clone()),
+            method,
+            access,
+            problems: problems.concat(),
+            operation: P::operation,
+            tags: P::tags(),
+            schemas: P::schemas,
+            handler: std::any::type_name::<F>(),
+        })
+        .collect()
+}
+
+/// What reading a request body can go wrong with.
+const BODY: &[ProblemKind] = &[
+    ProblemKind::INVALID_JSON,
+    ProblemKind::INVALID_UTF8,
+    ProblemKind::INVALID_BODY,
+    ProblemKind::UNREADABLE_BODY,
+    ProblemKind::REQUEST_TIMEOUT,
+    ProblemKind::PAYLOAD_TOO_LARGE,
+    ProblemKind::UNSUPPORTED_CONTENT_TYPE,
+    ProblemKind::UNSUPPORTED_CONTENT_ENCODING,
+];
+
+/// Every endpoint. Order matters where patterns overlap: `/v1/events/batch` comes before
+/// `/v1/events/{event_id}`.
+pub fn table() -> Vec<Endpoint> {
+    use events::*;
+    use ops::*;
+    use ProblemKind as K;
+    let unavailable = &[K::SERVICE_UNAVAILABLE][..];
+    [
+        endpoint::<__path_ingest, _, _>(
+            ingest,
+            Access::scope::<EventsWrite>(),
+            &[BODY, &[K::VALIDATION_FAILED, K::IDEMPOTENCY_KEY_REUSED], unavailable],
+        ),
+        endpoint::<__path_feed, _, _>(
+            feed,
+            Access::scope::<EventsRead>(),
+            &[&[K::INVALID_QUERY], unavailable],
+        ),
+        endpoint::<__path_ingest_batch, _, _>(
+            ingest_batch,
+            Access::scope::<EventsWrite>(),
+            &[BODY, &[K::INVALID_BATCH], unavailable],
+        ),
+        endpoint::<__path_get_event, _, _>(
+            get_event,
+            Access::scope::<EventsRead>(),
+            &[&[K::NOT_FOUND], unavailable],
+        ),
+        endpoint::<__path_healthz, _, _>(healthz, Access::Public, &[]),
+        endpoint::<__path_readyz, _, _>(
+            readyz,
+            Access::Public,
+            &[&[K::MIGRATIONS_PENDING], unavailable],
+        ),
+        endpoint::<__path_metrics, _, _>(metrics, Access::Public, &[]),
+        endpoint::<__path_openapi, _, _>(openapi, Access::Public, &[]),
+        endpoint::<__path_troubleshooting, _, _>(troubleshooting, Access::Public, &[]),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The (path, method) pairs the server mounts.
-pub fn mounted() -> Vec<(&'static str, Method)> {
-    table().into_iter().map(|(path, method, _)| (path, method)).collect()
+pub fn mounted() -> Vec<(String, Method)> {
+    table().into_iter().map(|e| (e.path.clone(), e.http_method())).collect()
 }
 
-/// Mounts every route, with problem answers for unknown routes and wrong methods.
+/// Mounts every endpoint, with problem answers for unknown routes and wrong methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let mut paths: Vec<(&'static str, Vec<(Method, Route)>)> = Vec::new();
-    for (path, method, route) in table() {
-        match paths.iter_mut().find(|(p, _)| *p == path) {
-            Some((_, routes)) => routes.push((method, route)),
-            None => paths.push((path, vec![(method, route)])),
+    let mut paths: Vec<(String, Vec<(Method, Route)>)> = Vec::new();
+    for endpoint in table() {
+        let method = endpoint.http_method();
+        match paths.iter_mut().find(|(p, _)| *p == endpoint.path) {
+            Some((_, routes)) => routes.push((method, endpoint.route)),
+            None => paths.push((endpoint.path, vec![(method, endpoint.route)])),
         }
     }
     for (path, routes) in paths {

@@ -6,8 +6,13 @@ use actix_web::{web, HttpResponse};
 use intake_domain::Readiness;
 use serde_json::json;
 
+use crate::metrics::Metrics;
 use crate::problem::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
+
+/// The OpenAPI document as served, built once at start-up from the route table.
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(pub String);
 
 /// The troubleshooting guide that every problem `type` points into.
 const TROUBLESHOOTING: &str = include_str!("../../../../docs/troubleshooting.md");
@@ -32,10 +37,9 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
 /// `GET /metrics`: the Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain")))]
-pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let body = state
-        .metrics
-        .render(state.health.pool_stats())
+pub(crate) async fn metrics(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
+    let body = metrics
+        .render()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("rendering metrics: {e}")))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
@@ -54,6 +58,6 @@ pub(crate) async fn troubleshooting() -> HttpResponse {
 /// `GET /openapi.json`: this API's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", summary = "OpenAPI document",
     responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json")))]
-pub(crate) async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(crate::openapi::document_json())
+pub(crate) async fn openapi(document: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document.0.clone())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use intake_api::auth::issue_token;
 use intake_api::settings::Settings;
-use intake_api::startup::Application;
+use intake_api::startup::{Application, Backend};
 use intake_domain::{Scope, TenantId, TokenId, TokenStore};
 use intake_storage::{PgStore, PoolSettings};
 use reqwest::header::CONTENT_TYPE;
@@ -40,7 +40,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, settings: Settings) -> TestApp {
-    let app = Application::build_with_store(&settings, PgStore::new(pool.clone()))
+    let app = Application::build_with(&settings, Backend::postgres(PgStore::new(pool.clone())))
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -55,7 +55,8 @@ pub async fn spawn_app_without_database() -> TestApp {
     let store = PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/none", &pool_settings)
         .expect("valid url");
     let pool = store.pool().clone();
-    let app = Application::build_with_store(&settings, store).expect("application builds");
+    let app =
+        Application::build_with(&settings, Backend::postgres(store)).expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp { address, client: reqwest::Client::new(), pool }

@@ -58,7 +58,7 @@ async fn every_mounted_route_is_documented_and_nothing_else(pool: PgPool) {
         .collect();
     let mounted: BTreeSet<(String, String)> = intake_api::routes::mounted()
         .into_iter()
-        .map(|(path, method)| (path.to_owned(), method.as_str().to_lowercase()))
+        .map(|(path, method)| (path, method.as_str().to_lowercase()))
         .collect();
     assert_eq!(documented, mounted);
 }

@@ -1,0 +1,44 @@
+//! What the handlers share: the stores, behind the domain's traits, and the limits requests are
+//! held to. Authentication and metrics are registered beside it, for the extractor and the
+//! middleware that use them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_domain::{EventStore, HealthCheck, Limits};
+
+use crate::body::BodyLimits;
+use crate::settings::Settings;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// Where events go.
+    pub events: Arc<dyn EventStore>,
+    /// Whether storage is ready.
+    pub health: Arc<dyn HealthCheck>,
+    /// How a single event's body is read.
+    pub event_body: BodyLimits,
+    /// How a batch's body is read.
+    pub batch_body: BodyLimits,
+    /// Validation limits.
+    pub validation: Limits,
+}
+
+impl AppState {
+    /// State over the given stores.
+    pub fn new(
+        settings: &Settings,
+        events: Arc<dyn EventStore>,
+        health: Arc<dyn HealthCheck>,
+    ) -> Self {
+        let timeout = Duration::from_millis(settings.server.client_body_timeout_ms);
+        Self {
+            events,
+            health,
+            event_body: BodyLimits { max_bytes: settings.limits.max_body_bytes, timeout },
+            batch_body: BodyLimits { max_bytes: settings.limits.max_batch_body_bytes, timeout },
+            validation: settings.limits.validation(),
+        }
+    }
+}

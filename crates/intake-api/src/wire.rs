@@ -1,0 +1,88 @@
+//! How the API writes and reads domain values on the wire: timestamps, and the
+//! `Idempotency-Key` header (a bare token or an RFC 8941 string).
+
+use actix_web::http::header::HeaderValue;
+use chrono::{DateTime, SecondsFormat, Utc};
+use intake_domain::{ErrorCode, FieldError, IdempotencyKey, KeyBesideBody};
+
+/// The header a single event's key may come in instead of (or as well as) the body.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Formats an instant as the API writes every timestamp: RFC 3339 in UTC with `Z`, and only as
+/// many fractional digits as it needs (none, 3 or 6).
+pub fn format_timestamp(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The key of an `Idempotency-Key` header, for the domain to weigh against the body's.
+pub fn key_beside_body(header: Option<&HeaderValue>) -> KeyBesideBody {
+    KeyBesideBody {
+        key: header.map(|value| idempotency_key(value.as_bytes())),
+        source: "the Idempotency-Key header",
+    }
+}
+
+/// Reads an `Idempotency-Key` header: a bare token or a structured-field string (`"…"`, with
+/// `\"` and `\\` escapes).
+pub fn idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FieldError> {
+    let invalid = || {
+        FieldError::new(
+            "idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
+            "the Idempotency-Key header must be printable ASCII, bare or as a quoted string",
+        )
+    };
+    let text = std::str::from_utf8(raw).map_err(|_| invalid())?.trim();
+    let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => unescape_sf_string(inner).ok_or_else(invalid)?,
+        None => text.to_owned(),
+    };
+    IdempotencyKey::parse(&unquoted)
+}
+
+/// Undoes the escapes of an RFC 8941 string's inside; `None` when an escape is malformed.
+fn unescape_sf_string(inner: &str) -> Option<String> {
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                e @ ('"' | '\\') => out.push(e),
+                _ => return None,
+            },
+            '"' => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idempotency_key_header_may_be_bare_or_a_quoted_string() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"abc-123", "abc-123"),
+            (b"\"abc-123\"", "abc-123"),
+            (b"\"a\\\"b\"", "a\"b"),
+            (b"  abc  ", "abc"),
+        ];
+        for (raw, key) in cases {
+            let parsed = idempotency_key(raw).expect("valid header");
+            assert_eq!(parsed.as_str(), key, "for {:?}", String::from_utf8_lossy(raw));
+        }
+        for raw in [&b"\"bad\\escape\""[..], b"\"\"", b"two words", b"\xff\xfe"] {
+            assert!(idempotency_key(raw).is_err(), "{:?} should be rejected", raw);
+        }
+    }
+
+    #[test]
+    fn timestamps_are_written_in_utc_with_as_few_fractional_digits_as_needed() {
+        let at = |micros: i64| DateTime::from_timestamp_micros(micros).expect("in range");
+        assert_eq!(format_timestamp(at(1_766_399_400_000_000)), "2025-12-22T10:30:00Z");
+        assert_eq!(format_timestamp(at(1_766_399_400_120_000)), "2025-12-22T10:30:00.120Z");
+        assert_eq!(format_timestamp(at(1_766_399_400_000_001)), "2025-12-22T10:30:00.000001Z");
+    }
+}
