@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
+use intake_api::auth::issue_token;
+use intake_api::routes::{self, Access, Endpoint};
 use intake_api::settings::Settings;
 use intake_api::startup::{app, AppData, Backend};
 use intake_domain::memory::{MemoryEventStore, MemoryTokenStore};
+use intake_domain::{Scope, TenantId, TokenStore};
 use serde_json::{json, Value};
 
 fn state(events: Arc<MemoryEventStore>) -> AppData {
@@ -124,4 +127,78 @@ async fn health_ready_and_metrics_answer() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let health = call_service(&service, TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(health.status(), StatusCode::OK, "liveness does not depend on the database");
+}
+
+/// A path of the table with each `{parameter}` filled in.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| if segment.starts_with('{') { "x1" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn request(endpoint: &Endpoint, token: Option<&str>) -> TestRequest {
+    let mut request = TestRequest::default()
+        .method(endpoint.http_method())
+        .uri(&concrete(&endpoint.path))
+        .insert_header(("Content-Type", "application/json"))
+        .set_payload("{}");
+    if let Some(token) = token {
+        request = request.insert_header(("Authorization", format!("Bearer {token}")));
+    }
+    request
+}
+
+#[actix_web::test]
+async fn every_endpoint_enforces_the_access_the_route_table_declares() {
+    let tokens = Arc::new(MemoryTokenStore::default());
+    let mut lacking = Vec::new();
+    for scope in Scope::ALL {
+        let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
+        let issued = issue_token(TenantId::parse("acme").expect("tenant"), "t".into(), others)
+            .expect("token");
+        tokens.create(&issued.token).await.expect("stored");
+        lacking.push((scope, issued.secret));
+    }
+    let events = Arc::new(MemoryEventStore::default());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let settings = Settings::load_profile(&dir, "local").expect("local profile");
+    let backend = Backend::unpooled(events.clone(), tokens, events.clone());
+    let service = init_service(app(AppData::new(&settings, &backend).expect("data"))).await;
+
+    let table = routes::table();
+    assert!(table.iter().any(|e| e.access != Access::Public), "the table has scoped endpoints");
+    for endpoint in &table {
+        let anonymous = call_service(&service, request(endpoint, None).to_request()).await.status();
+        match endpoint.access {
+            Access::Public => {
+                assert_ne!(anonymous, StatusCode::UNAUTHORIZED, "{endpoint:?} is public");
+            }
+            Access::Scope(scope) => {
+                assert_eq!(anonymous, StatusCode::UNAUTHORIZED, "{endpoint:?} without a token");
+                let (_, secret) =
+                    lacking.iter().find(|(s, _)| *s == scope).expect("a token without the scope");
+                let without =
+                    call_service(&service, request(endpoint, Some(secret)).to_request()).await;
+                assert_eq!(without.status(), StatusCode::FORBIDDEN, "{endpoint:?} lacking {scope}");
+                let with =
+                    call_service(&service, request(endpoint, Some("test_123")).to_request()).await;
+                assert!(
+                    ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&with.status()),
+                    "{endpoint:?} with every scope answered {}",
+                    with.status()
+                );
+            }
+        }
+    }
+    assert!(events.is_empty(), "no request without the scope stored anything");
+}
+
+#[test]
+fn every_endpoint_is_documented_by_its_own_handler() {
+    for endpoint in routes::table() {
+        let operation = (endpoint.operation)();
+        let name = endpoint.handler.rsplit("::").next().unwrap_or_default();
+        assert_eq!(operation.operation_id.as_deref(), Some(name), "{endpoint:?}");
+    }
 }
