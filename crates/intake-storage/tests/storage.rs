@@ -1,4 +1,6 @@
-//! The PostgreSQL adapters against a real database: each test gets its own, migrated.
+//! What only the PostgreSQL store can show, against a real database (each test gets its own,
+//! migrated): concurrent writers, outages, migrations, the pool. The behaviour every store
+//! shares is in the conformance suite (`tests/conformance.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,12 +8,11 @@ use std::time::Duration;
 use chrono::Utc;
 use intake_domain::{
     EventData, EventId, EventStore, EventType, IdempotencyKey, IngestError, Limits, NewEvent,
-    NewToken, OccurredAt, Scope, StoreError, TenantId, TokenHash, TokenId, TokenStore,
+    OccurredAt, StoreError, TenantId, TokenHash, TokenStore,
 };
 use intake_storage::{PgStore, PoolSettings};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant")
@@ -33,59 +34,6 @@ fn new_id() -> EventId {
 
 async fn count(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count")
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn a_new_key_stores_the_event_under_the_given_id(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
-    let id = new_id();
-    let got =
-        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), id).await.expect("ingest");
-    assert_eq!(got.event_id, id);
-    assert!(!got.deduplicated);
-    assert_eq!(count(&pool).await, 1);
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn a_retry_with_the_same_key_returns_the_original_event(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
-    let first =
-        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id()).await.expect("first");
-    let again =
-        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id()).await.expect("retry");
-    assert_eq!(again.event_id, first.event_id);
-    assert_eq!(again.received_at, first.received_at);
-    assert!(again.deduplicated);
-    assert_eq!(count(&pool).await, 1);
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn a_key_reused_with_another_payload_names_the_original_and_stores_nothing(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
-    let first =
-        store.ingest(&tenant("dev"), &event("k1", json!({"a": 1})), new_id()).await.expect("first");
-    let err = store
-        .ingest(&tenant("dev"), &event("k1", json!({"a": 2})), new_id())
-        .await
-        .expect_err("different payload");
-    match err {
-        IngestError::KeyReused { original } => assert_eq!(original, first.event_id),
-        other => panic!("expected KeyReused, got {other:?}"),
-    }
-    assert_eq!(count(&pool).await, 1);
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn keys_are_scoped_to_their_tenant(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
-    let a = store.ingest(&tenant("acme"), &event("k1", json!({})), new_id()).await.expect("acme");
-    let b = store
-        .ingest(&tenant("globex"), &event("k1", json!({"other": true})), new_id())
-        .await
-        .expect("globex");
-    assert_ne!(a.event_id, b.event_id);
-    assert!(!b.deduplicated);
-    assert_eq!(count(&pool).await, 2);
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -111,45 +59,6 @@ async fn fifty_concurrent_inserts_of_one_key_store_exactly_one_row(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn data_is_stored_as_sent(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
-    let data: Value = serde_json::from_str(
-        r#"{"big": 123456789012345678901234567890, "f": 0.1, "s": "ünï 🚀", "n": {"deep": [null, true]}}"#,
-    )
-    .expect("json");
-    let got =
-        store.ingest(&tenant("dev"), &event("k1", data.clone()), new_id()).await.expect("ingest");
-    let stored: sqlx::types::Json<Value> =
-        sqlx::query_scalar("SELECT data FROM events WHERE event_id = $1")
-            .bind(got.event_id.as_uuid())
-            .fetch_one(&pool)
-            .await
-            .expect("row");
-    assert_eq!(stored.0, data);
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn occurred_at_is_stored_at_microsecond_precision_in_utc(pool: PgPool) {
-    let store = PgStore::new(pool.clone());
-    let limits = Limits::default();
-    let e = NewEvent::new(
-        EventType::parse("t").expect("type"),
-        OccurredAt::parse("2025-12-22T12:30:00.1234567+02:00", Utc::now(), &limits).expect("time"),
-        IdempotencyKey::parse("k").expect("key"),
-        EventData::parse(json!({}), &limits).expect("data"),
-    );
-    let got = store.ingest(&tenant("dev"), &e, new_id()).await.expect("ingest");
-    let text: String = sqlx::query_scalar(
-        "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM events WHERE event_id = $1",
-    )
-    .bind(got.event_id.as_uuid())
-    .fetch_one(&pool)
-    .await
-    .expect("row");
-    assert_eq!(text, "2025-12-22T10:30:00.123456");
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn an_unreachable_database_is_unavailable_not_unknown(_pool: PgPool) {
     let settings = PoolSettings { max_connections: 1, acquire_timeout: Duration::from_millis(500) };
     let store =
@@ -159,41 +68,6 @@ async fn an_unreachable_database_is_unavailable_not_unknown(_pool: PgPool) {
     assert!(matches!(err, IngestError::Unavailable(_)), "got {err:?}");
     let err = store.find_active(&TokenHash::of("x")).await.expect_err("down");
     assert!(matches!(err, StoreError::Unavailable(_)), "got {err:?}");
-}
-
-fn new_token(secret: &str, tenant_name: &str, scopes: Vec<Scope>) -> NewToken {
-    NewToken {
-        id: TokenId::from_uuid(Uuid::new_v4()),
-        hash: TokenHash::of(secret),
-        tenant: tenant(tenant_name),
-        name: "ci".into(),
-        scopes,
-    }
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn a_created_token_is_found_by_the_hash_of_its_secret(pool: PgPool) {
-    let store = PgStore::new(pool);
-    let token = new_token("s3cret", "acme", vec![Scope::EventsRead]);
-    let created = store.create(&token).await.expect("create");
-    assert_eq!(created.id, token.id);
-    let found = store.find_active(&TokenHash::of("s3cret")).await.expect("find").expect("present");
-    assert_eq!(found.tenant.as_str(), "acme");
-    assert_eq!(found.scopes, vec![Scope::EventsRead]);
-    assert!(store.find_active(&TokenHash::of("other")).await.expect("find").is_none());
-}
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn a_revoked_token_is_no_longer_found_but_still_listed(pool: PgPool) {
-    let store = PgStore::new(pool);
-    let token = new_token("s3cret", "acme", Scope::ALL.to_vec());
-    store.create(&token).await.expect("create");
-    assert!(store.revoke(token.id).await.expect("revoke"));
-    assert!(!store.revoke(token.id).await.expect("second revoke"), "already revoked");
-    assert!(store.find_active(&TokenHash::of("s3cret")).await.expect("find").is_none());
-    let listed = store.list().await.expect("list");
-    assert_eq!(listed.len(), 1);
-    assert!(listed[0].revoked_at.is_some());
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
