@@ -11,8 +11,11 @@ use intake_api::routes::{self, Access, Endpoint};
 use intake_api::settings::Settings;
 use intake_api::startup::{app, AppData, Backend};
 use intake_domain::memory::{MemoryEventStore, MemoryTokenStore};
-use intake_domain::{Scope, TenantId, TokenStore};
+use intake_domain::{
+    NewToken, Scope, StoreError, TenantId, TokenHash, TokenId, TokenRecord, TokenStore,
+};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn state(events: Arc<MemoryEventStore>) -> AppData {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
@@ -201,4 +204,47 @@ fn every_endpoint_is_documented_by_its_own_handler() {
         let name = endpoint.handler.rsplit("::").next().unwrap_or_default();
         assert_eq!(operation.operation_id.as_deref(), Some(name), "{endpoint:?}");
     }
+}
+
+/// A token store that counts its lookups.
+#[derive(Debug, Default)]
+struct CountingTokens {
+    inner: MemoryTokenStore,
+    lookups: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for CountingTokens {
+    async fn find_active(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.find_active(hash).await
+    }
+    async fn create(&self, token: &NewToken) -> Result<TokenRecord, StoreError> {
+        self.inner.create(token).await
+    }
+    async fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.list().await
+    }
+    async fn revoke(&self, id: TokenId) -> Result<bool, StoreError> {
+        self.inner.revoke(id).await
+    }
+}
+
+#[actix_web::test]
+async fn a_flood_of_one_bad_token_costs_one_lookup() {
+    let tokens = Arc::new(CountingTokens::default());
+    let events = Arc::new(MemoryEventStore::default());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let settings = Settings::load_profile(&dir, "local").expect("local profile");
+    assert!(settings.auth.cache_ttl_ms >= 100, "the local profile caches lookups");
+    let backend = Backend::unpooled(events.clone(), tokens.clone(), events.clone());
+    let service = init_service(app(AppData::new(&settings, &backend).expect("data"))).await;
+    for _ in 0..50 {
+        let request = post(&event("pro"))
+            .insert_header(("Authorization", "Bearer not-a-real-token"))
+            .to_request();
+        assert_eq!(call_service(&service, request).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(tokens.lookups.load(Ordering::SeqCst), 1, "unknown tokens are cached too");
+    assert!(events.is_empty());
 }

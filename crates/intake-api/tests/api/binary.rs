@@ -3,6 +3,8 @@
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::CONTENT_TYPE;
@@ -205,8 +207,9 @@ async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) 
     assert!(!logs.contains(marker), "event data reached the logs: {logs}");
 }
 
-/// A body sent in three parts over about 600 ms, so that the request is in flight for a while.
-fn slow_body(body: String) -> reqwest::Body {
+/// A body sent in three parts, 200 ms apart, so that the request is in flight for a while;
+/// `started` counts the bodies whose first part has gone out.
+fn slow_body(body: String, started: Arc<AtomicUsize>) -> reqwest::Body {
     let bytes = body.into_bytes();
     let third = bytes.len() / 3;
     let parts = vec![
@@ -214,12 +217,28 @@ fn slow_body(body: String) -> reqwest::Body {
         bytes[third..2 * third].to_vec(),
         bytes[2 * third..].to_vec(),
     ];
-    let stream = futures_util::stream::unfold(parts.into_iter(), |mut parts| async move {
-        let part = parts.next()?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Some((Ok::<_, std::io::Error>(part), parts))
+    let stream = futures_util::stream::unfold((0, parts.into_iter()), move |(i, mut parts)| {
+        let started = started.clone();
+        async move {
+            let part = parts.next()?;
+            if i == 0 {
+                started.fetch_add(1, Ordering::SeqCst);
+            } else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Some((Ok::<_, std::io::Error>(part), (i + 1, parts)))
+        }
     });
     reqwest::Body::wrap_stream(stream)
+}
+
+/// Polls until `condition` holds, failing after `seconds`.
+async fn eventually(seconds: u64, what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what} did not happen within {seconds} s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -232,18 +251,29 @@ async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPoo
         json!({"event_type": "t", "occurred_at": "2025-12-22T10:30:00Z", "idempotency_key": key, "data": {}})
             .to_string()
     };
+    let started = Arc::new(AtomicUsize::new(0));
     let mut in_flight = Vec::new();
     for i in 0..8 {
         let request = client
             .post(server.url("/v1/events"))
             .bearer_auth(DEV_TOKEN)
             .header(CONTENT_TYPE, "application/json")
-            .body(slow_body(event(format!("inflight-{i}"))));
+            .body(slow_body(event(format!("inflight-{i}")), started.clone()));
         in_flight.push(tokio::spawn(request.send()));
     }
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    eventually(10, "every request starting its body", async || started.load(Ordering::SeqCst) == 8)
+        .await;
+    // The listener accepts connections in the order they arrived: once a later one is served,
+    // the eight are in the server's hands.
+    let later = client.get(server.url("/healthz")).send().await.expect("served");
+    assert_eq!(later.status(), 200);
     server.sigterm();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The listener closes on SIGTERM: a new connection is soon refused.
+    let address = server.base.trim_start_matches("http://").to_owned();
+    eventually(5, "the listener closing", async || {
+        tokio::net::TcpStream::connect(&address).await.is_err()
+    })
+    .await;
 
     // After SIGTERM no new connection is served: it is refused, or closed unanswered.
     let late = client

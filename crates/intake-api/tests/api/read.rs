@@ -223,15 +223,3 @@ async fn bad_feed_parameters_are_400_invalid_query(pool: PgPool) {
     let (_, problem) = expect_problem(request, 400, "invalid-query").await;
     assert_eq!(problem["errors"].as_array().map(Vec::len), Some(2), "every problem at once");
 }
-
-#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
-async fn the_events_path_allows_get_and_post_only(pool: PgPool) {
-    let app = spawn_app(pool).await;
-    let (headers, _) =
-        expect_problem(app.client.delete(app.url("/v1/events")), 405, "method-not-allowed").await;
-    assert_eq!(headers["allow"], "GET, POST");
-    let (headers, _) =
-        expect_problem(app.client.post(app.url("/v1/events/evt_x")), 405, "method-not-allowed")
-            .await;
-    assert_eq!(headers["allow"], "GET");
-}
