@@ -16,8 +16,10 @@ VALIDATOR := $(CURDIR)/.tmp/venv/bin/openapi-spec-validator
 run:
 	@server=$$(scripts/db url); \
 	export DATABASE_URL=$${DATABASE_URL:-$$server/$(DB_NAME)}; \
+	echo "make run: building intake (the first build compiles every dependency and takes a few minutes on 2 cores; later ones take seconds)" >&2; \
 	$(CARGO) build --bin intake; \
 	$(CARGO) run --quiet --bin intake -- migrate; \
+	echo "make run: serving on http://127.0.0.1:8080 with dev token test_123 (Ctrl-C stops)" >&2; \
 	exec $(CARGO) run --quiet --bin intake -- serve
 
 ## Formatting, lints, then every test against a real PostgreSQL.

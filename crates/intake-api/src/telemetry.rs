@@ -1,6 +1,8 @@
 //! Logging through `tracing`: readable lines locally, JSON in production. Request spans carry
 //! the request id; no handler logs a token or an event's data.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
@@ -20,6 +22,7 @@ pub fn init(settings: &LogSettings) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        // Colour codes only on a terminal; a log file or pipe gets plain text.
+        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
 }

@@ -64,6 +64,26 @@ async fn valid_items_are_stored_and_invalid_ones_get_their_errors_in_order(pool:
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_batch_item_without_a_key_is_told_to_send_one_in_the_item(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut keyless = event("unused", "pro");
+    keyless.as_object_mut().expect("object").remove("idempotency_key");
+    let response = post_batch(&app)
+        .header("Idempotency-Key", "ignored-for-batches")
+        .body(json!({ "events": [keyless] }).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let error = &body["results"][0]["errors"][0];
+    assert_eq!(error["code"], "missing_field", "{body}");
+    let message = error["message"].as_str().unwrap_or("");
+    assert!(!message.contains("header"), "batches ignore the header: {message}");
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn duplicates_inside_a_batch_and_against_earlier_events_are_retries(pool: PgPool) {
     let app = spawn_app(pool).await;
     let earlier: Value = app.post_event(&event("old", "pro")).await.json().await.expect("json");

@@ -69,11 +69,20 @@ async fn tokens_can_be_created_listed_and_revoked(pool: PgPool) {
     assert!(secret.starts_with("itk_") && secret.len() == 4 + 64, "token {secret:?}");
 
     let listed = assert_success(&intake(&url, &["tokens", "list"]));
-    let line = listed.lines().find(|l| l.contains("acme")).expect("token listed");
+    let mut lines = listed.lines();
+    assert_eq!(lines.next(), Some("ID\tTENANT\tNAME\tSCOPES\tCREATED\tSTATE"), "{listed}");
+    let line = lines.find(|l| l.contains("acme")).expect("token listed");
     assert!(line.contains("events:write") && line.contains("active"), "{line}");
     assert!(!listed.contains(&secret), "list never shows a secret");
     let id = line.split('\t').next().expect("id column").to_owned();
     assert!(id.starts_with("tok_"), "{id}");
+    let as_json: serde_json::Value =
+        serde_json::from_str(&assert_success(&intake(&url, &["tokens", "list", "--json"])))
+            .expect("tokens list --json prints JSON");
+    assert_eq!(as_json[0]["id"], id.as_str());
+    assert_eq!(as_json[0]["tenant"], "acme");
+    assert_eq!(as_json[0]["scopes"], serde_json::json!(["events:write"]));
+    assert_eq!(as_json[0]["revoked_at"], serde_json::Value::Null);
 
     let hash: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
         .fetch_one(&pool)
@@ -203,6 +212,7 @@ async fn serve_logs_no_token_or_event_data_and_exits_0_on_sigterm(pool: PgPool) 
     let (exit, logs) = server.wait();
     assert!(exit.success(), "exit {exit:?}; logs: {logs}");
     assert!(logs.contains("request finished"), "a line per request: {logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a log that is not a terminal: {logs}");
     assert!(!logs.contains(DEV_TOKEN), "a token reached the logs: {logs}");
     assert!(!logs.contains(marker), "event data reached the logs: {logs}");
 }
