@@ -27,47 +27,62 @@ WITH inserted AS (
                         fingerprint)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
-    RETURNING idempotency_key, event_id, received_at, fingerprint
+    RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
 )
-SELECT idempotency_key, event_id, received_at, fingerprint, true AS inserted FROM inserted
+SELECT tenant_id, idempotency_key, event_id, received_at, fingerprint, true AS inserted
+FROM inserted
 UNION ALL
-SELECT idempotency_key, event_id, received_at, fingerprint, false AS inserted
+SELECT tenant_id, idempotency_key, event_id, received_at, fingerprint, false AS inserted
 FROM events
 WHERE tenant_id = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM inserted)
 "#;
 
-/// Inserts a batch in one statement, in request order, skipping keys the tenant already holds;
-/// returns the rows it inserted. The batch's keys are distinct (the caller folds repeats).
-const INGEST_BATCH: &str = r#"
-INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
+/// Inserts many events, of one tenant or several, in one statement, skipping keys already held,
+/// and returns the rows it inserted. The (tenant, key) pairs are distinct: the caller folds
+/// repeats.
+///
+/// Rows are inserted in (tenant, key) order, so that any two of these statements take their
+/// row locks in one global order and cannot deadlock on each other. Each row's `seq` is drawn
+/// in the order the items were given (volatile functions are evaluated after the `ORDER BY`),
+/// so the feed, which orders a transaction's rows by `seq`, keeps request order.
+const INGEST_MANY: &str = r#"
+WITH item AS (
+    SELECT u.*, nextval('events_seq_seq'::regclass) AS seq
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+                $7::bytea[])
+         WITH ORDINALITY AS u(tenant_id, event_id, idempotency_key, event_type, occurred_at, data,
+                              fingerprint, ord)
+    ORDER BY ord
+)
+INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
                     fingerprint)
-SELECT event_id, $1, idempotency_key, event_type, occurred_at, data, fingerprint
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::bytea[])
-     WITH ORDINALITY AS item(event_id, idempotency_key, event_type, occurred_at, data,
-                             fingerprint, ord)
-ORDER BY ord
+OVERRIDING SYSTEM VALUE
+SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data, fingerprint
+FROM item
+ORDER BY tenant_id, idempotency_key
 ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
-RETURNING idempotency_key, event_id, received_at, fingerprint
+RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
 "#;
 
-/// The rows holding some keys of a tenant: read after [`INGEST_BATCH`] for the keys it
+/// The rows holding some (tenant, key) pairs: read after [`INGEST_MANY`] for the pairs it
 /// skipped. A separate statement, so its snapshot includes rows that concurrent writers
 /// committed while the insert waited on them.
 const KEY_HOLDERS: &str = r#"
-SELECT idempotency_key, event_id, received_at, fingerprint
-FROM events
-WHERE tenant_id = $1 AND idempotency_key = ANY($2)
+SELECT e.tenant_id, e.idempotency_key, e.event_id, e.received_at, e.fingerprint
+FROM unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key)
+JOIN events e ON e.tenant_id = k.tenant_id AND e.idempotency_key = k.idempotency_key
 "#;
 
 fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
-/// The row that holds a key, as [`INGEST`], [`INGEST_BATCH`] and [`KEY_HOLDERS`] return it.
+/// The row that holds a key, as [`INGEST`], [`INGEST_MANY`] and [`KEY_HOLDERS`] return it.
 /// Columns are matched by name, so a statement that renames or drops one fails its tests
 /// rather than filling the wrong field.
 #[derive(Debug, sqlx::FromRow)]
 struct HolderRow {
+    tenant_id: String,
     idempotency_key: String,
     event_id: Uuid,
     received_at: DateTime<Utc>,
@@ -213,87 +228,9 @@ impl EventStore for PgStore {
         tenant: &TenantId,
         events: &[(NewEvent, EventId)],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        // The first item with each key is the one to insert; later ones are its retries.
-        let mut first_of_key: HashMap<&str, usize> = HashMap::with_capacity(events.len());
-        for (i, (event, _)) in events.iter().enumerate() {
-            first_of_key.entry(event.idempotency_key().as_str()).or_insert(i);
-        }
-        let mut pending: Vec<usize> = first_of_key.values().copied().collect();
-        pending.sort_unstable();
-
-        // Each key's holder, and whether this batch inserted it.
-        let mut holders: HashMap<String, (KeyHolder, bool)> = HashMap::with_capacity(pending.len());
-        let mut conn = self.acquire().await?;
-        for _ in 0..INGEST_ATTEMPTS {
-            if pending.is_empty() {
-                break;
-            }
-            let items: Vec<&(NewEvent, EventId)> = pending.iter().map(|&i| &events[i]).collect();
-            let inserted: Result<Vec<HolderRow>, sqlx::Error> = sqlx::query_as(INGEST_BATCH)
-                .bind(tenant.as_str())
-                .bind(items.iter().map(|(_, id)| id.as_uuid()).collect::<Vec<_>>())
-                .bind(items.iter().map(|(e, _)| e.idempotency_key().as_str()).collect::<Vec<_>>())
-                .bind(items.iter().map(|(e, _)| e.event_type().as_str()).collect::<Vec<_>>())
-                .bind(items.iter().map(|(e, _)| e.occurred_at().as_utc()).collect::<Vec<_>>())
-                .bind(
-                    items
-                        .iter()
-                        .map(|(e, _)| sqlx::types::Json(e.data().as_map()))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    items.iter().map(|(e, _)| &e.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
-                )
-                .fetch_all(&mut *conn)
-                .await;
-            // Two batches that share keys in different orders can each wait on a key the other
-            // inserted: PostgreSQL aborts one of them as a deadlock. Its statement did nothing,
-            // so it is simply run again.
-            let inserted = match inserted {
-                Err(e) if is_deadlock(&e) => continue,
-                other => other.map_err(classify)?,
-            };
-            for row in inserted {
-                holders.insert(row.idempotency_key.clone(), (row.holder()?, true));
-            }
-            let skipped: Vec<&str> = items
-                .iter()
-                .map(|(e, _)| e.idempotency_key().as_str())
-                .filter(|key| !holders.contains_key(*key))
-                .collect();
-            if !skipped.is_empty() {
-                let rows: Vec<HolderRow> = sqlx::query_as(KEY_HOLDERS)
-                    .bind(tenant.as_str())
-                    .bind(&skipped)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(classify)?;
-                for row in rows {
-                    holders.insert(row.idempotency_key.clone(), (row.holder()?, false));
-                }
-            }
-            pending.retain(|&i| !holders.contains_key(events[i].0.idempotency_key().as_str()));
-        }
-        if !pending.is_empty() {
-            return Err(StoreError::Unknown(anyhow!(
-                "{} keys have no row after {INGEST_ATTEMPTS} attempts to insert them",
-                pending.len()
-            )));
-        }
-
-        events
-            .iter()
-            .enumerate()
-            .map(|(i, (event, _))| {
-                let key = event.idempotency_key().as_str();
-                let (holder, inserted_now) = holders
-                    .get(key)
-                    .ok_or_else(|| StoreError::Unknown(anyhow!("no holder for a batch key")))?;
-                // Only the first item with a key can have created its row.
-                let created = *inserted_now && first_of_key.get(key) == Some(&i);
-                Ok(holder.outcome_for(event, created))
-            })
-            .collect()
+        let items: Vec<IngestItem<'_>> =
+            events.iter().map(|(event, id)| IngestItem { tenant, event, id: *id }).collect();
+        self.ingest_many(&items).await
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
@@ -330,5 +267,129 @@ impl EventStore for PgStore {
             events.push(event);
         }
         Ok(FeedPage { events, next })
+    }
+}
+
+/// One event to store through [`PgStore::ingest_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct IngestItem<'a> {
+    /// Whose event it is.
+    pub tenant: &'a TenantId,
+    /// The event.
+    pub event: &'a NewEvent,
+    /// Its id, should it be new.
+    pub id: EventId,
+}
+
+impl IngestItem<'_> {
+    fn key(&self) -> (&str, &str) {
+        (self.tenant.as_str(), self.event.idempotency_key().as_str())
+    }
+}
+
+impl PgStore {
+    /// Stores many events, of one tenant or several, each as [`EventStore::ingest`] would, in
+    /// one insert and at most one read of the keys it skipped; outcomes come back in the order
+    /// of `items`. An item whose (tenant, key) an earlier item used behaves as a retry of it.
+    /// Only a failure of storage itself fails the whole call.
+    pub async fn ingest_many(
+        &self,
+        items: &[IngestItem<'_>],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        // The first item with each (tenant, key) is the one to insert; later ones are its
+        // retries.
+        let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            first_of_key.entry(item.key()).or_insert(i);
+        }
+        let mut pending: Vec<usize> = first_of_key.values().copied().collect();
+        pending.sort_unstable();
+
+        // The holder of each first item's key, and whether this call inserted it.
+        let mut holders: Vec<Option<(KeyHolder, bool)>> = vec![None; items.len()];
+        let record = |holders: &mut Vec<Option<(KeyHolder, bool)>>,
+                      row: HolderRow,
+                      inserted: bool|
+         -> Result<(), StoreError> {
+            let first =
+                first_of_key
+                    .get(&(row.tenant_id.as_str(), row.idempotency_key.as_str()))
+                    .ok_or_else(|| StoreError::Unknown(anyhow!("a row for a key not asked for")))?;
+            holders[*first] = Some((row.holder()?, inserted));
+            Ok(())
+        };
+        let mut conn = self.acquire().await?;
+        for _ in 0..INGEST_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let batch: Vec<&IngestItem<'_>> = pending.iter().map(|&i| &items[i]).collect();
+            let inserted: Result<Vec<HolderRow>, sqlx::Error> = sqlx::query_as(INGEST_MANY)
+                .bind(batch.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.id.as_uuid()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.idempotency_key().as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.event_type().as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.occurred_at().as_utc()).collect::<Vec<_>>())
+                .bind(
+                    batch
+                        .iter()
+                        .map(|i| sqlx::types::Json(i.event.data().as_map()))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    batch.iter().map(|i| &i.event.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
+                )
+                .fetch_all(&mut *conn)
+                .await;
+            // Statements of this kind lock rows in one order, but a single-event insert or
+            // another writer of the database may not: when PostgreSQL aborts this statement as
+            // a deadlock, it did nothing, and it is run again.
+            let inserted = match inserted {
+                Err(e) if is_deadlock(&e) => continue,
+                other => other.map_err(classify)?,
+            };
+            for row in inserted {
+                record(&mut holders, row, true)?;
+            }
+            let skipped: Vec<&IngestItem<'_>> =
+                pending.iter().filter(|&&i| holders[i].is_none()).map(|&i| &items[i]).collect();
+            if !skipped.is_empty() {
+                let rows: Vec<HolderRow> = sqlx::query_as(KEY_HOLDERS)
+                    .bind(skipped.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        skipped
+                            .iter()
+                            .map(|i| i.event.idempotency_key().as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(classify)?;
+                for row in rows {
+                    record(&mut holders, row, false)?;
+                }
+            }
+            pending.retain(|&i| holders[i].is_none());
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Unknown(anyhow!(
+                "{} keys have no row after {INGEST_ATTEMPTS} attempts to insert them",
+                pending.len()
+            )));
+        }
+
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let first = first_of_key.get(&item.key()).copied().unwrap_or(i);
+                let (holder, inserted_now) = holders[first]
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Unknown(anyhow!("no holder for a key")))?;
+                // Only the first item with a key can have created its row.
+                let created = *inserted_now && first == i;
+                Ok(holder.outcome_for(item.event, created))
+            })
+            .collect()
     }
 }

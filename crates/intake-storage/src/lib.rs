@@ -19,6 +19,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+pub use events::IngestItem;
 pub use sqlx::migrate::MigrateError;
 
 /// The migrations in the top-level `migrations/` folder, embedded in the binary.
