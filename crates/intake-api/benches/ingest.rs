@@ -93,7 +93,10 @@ async fn main() -> anyhow::Result<()> {
     settings.database.url = url.clone();
     let store = PgStore::connect_lazy(&url, &settings.database.pool())?;
     intake_storage::migrate(store.pool()).await?;
-    let app = Application::build_with(&settings, Backend::postgres(store))?;
+    let app = Application::build_with(
+        &settings,
+        Backend::postgres(store, settings.group_commit.settings()),
+    )?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = tokio::spawn(app.run_until_stopped());
 

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use intake_storage::PoolStats;
+use intake_storage::{GroupCommitStats, PoolStats};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// What happened to an event.
@@ -29,8 +30,17 @@ impl Outcome {
     }
 }
 
-/// Reads the connection pool's state when metrics are rendered.
-pub type PoolGauge = Arc<dyn Fn() -> PoolStats + Send + Sync>;
+/// Storage's state, read when metrics are rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageStats {
+    /// The connection pool.
+    pub pool: PoolStats,
+    /// Group commit of single events.
+    pub group_commit: GroupCommitStats,
+}
+
+/// Reads storage's state when metrics are rendered.
+pub type StorageGauge = Arc<dyn Fn() -> StorageStats + Send + Sync>;
 
 /// The service's metrics and their registry.
 #[derive(Clone)]
@@ -43,7 +53,11 @@ pub struct Metrics {
     pool_idle: IntGauge,
     pool_max: IntGauge,
     pool_waiting: IntGauge,
-    pool: PoolGauge,
+    groups: IntCounter,
+    grouped_events: IntCounter,
+    group_fallbacks: IntCounter,
+    queued: IntGauge,
+    storage: StorageGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -53,8 +67,8 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered; `pool` is read at each rendering.
-    pub fn new(pool: PoolGauge) -> Result<Self, prometheus::Error> {
+    /// A fresh registry with every metric registered; `storage` is read at each rendering.
+    pub fn new(storage: StorageGauge) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("intake_http_requests_total", "HTTP requests by method, route and status."),
@@ -88,6 +102,24 @@ impl Metrics {
             "intake_db_pool_waiting_acquisitions",
             "Requests waiting for a database connection.",
         )?;
+        let groups = IntCounter::new(
+            "intake_ingest_groups_total",
+            "Statements that stored a group of single events.",
+        )?;
+        let grouped_events = IntCounter::new(
+            "intake_ingest_grouped_events_total",
+            "Single events stored through group statements.",
+        )?;
+        let group_fallbacks = IntCounter::new(
+            "intake_ingest_group_fallbacks_total",
+            "Groups whose statement failed, stored again one event at a time.",
+        )?;
+        let queued =
+            IntGauge::new("intake_ingest_queued_events", "Single events waiting for a writer.")?;
+        registry.register(Box::new(groups.clone()))?;
+        registry.register(Box::new(grouped_events.clone()))?;
+        registry.register(Box::new(group_fallbacks.clone()))?;
+        registry.register(Box::new(queued.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(events.clone()))?;
@@ -106,7 +138,11 @@ impl Metrics {
             pool_idle,
             pool_max,
             pool_waiting,
-            pool,
+            groups,
+            grouped_events,
+            group_fallbacks,
+            queued,
+            storage,
         })
     }
 
@@ -125,7 +161,16 @@ impl Metrics {
 
     /// The exposition text, with the pool gauges as of now.
     pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
-        let pool = (self.pool)();
+        let StorageStats { pool, group_commit } = (self.storage)();
+        // Storage keeps the totals; the counters catch up to them.
+        for (counter, total) in [
+            (&self.groups, group_commit.groups),
+            (&self.grouped_events, group_commit.events),
+            (&self.group_fallbacks, group_commit.fallbacks),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.queued.set(i64::try_from(group_commit.queued).unwrap_or(i64::MAX));
         self.pool_size.set(i64::from(pool.size));
         self.pool_idle.set(i64::from(pool.idle));
         self.pool_max.set(i64::from(pool.max));

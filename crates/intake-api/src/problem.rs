@@ -151,6 +151,9 @@ pub enum ApiError {
     /// The database is unreachable.
     #[error("the database is unavailable; retry shortly")]
     Unavailable(#[source] anyhow::Error),
+    /// More events are waiting to be stored than the server holds.
+    #[error("the server has more events waiting to be stored than it holds; retry shortly")]
+    Overloaded,
     /// A defect; logged, not explained to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -204,6 +207,7 @@ kinds! {
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
     SERVICE_UNAVAILABLE = "service-unavailable", 503, "Database unavailable";
+    OVERLOADED = "overloaded", 503, "Server overloaded";
     MIGRATIONS_PENDING = "migrations-pending", 503, "Migrations pending";
     INTERNAL_ERROR = "internal-error", 500, "Internal error";
 }
@@ -236,6 +240,7 @@ impl ApiError {
             Self::UnsupportedContentEncoding(_) => ProblemKind::UNSUPPORTED_CONTENT_ENCODING,
             Self::KeyReused { .. } => ProblemKind::IDEMPOTENCY_KEY_REUSED,
             Self::Unavailable(_) => ProblemKind::SERVICE_UNAVAILABLE,
+            Self::Overloaded => ProblemKind::OVERLOADED,
             Self::MigrationsPending(_) => ProblemKind::MIGRATIONS_PENDING,
             Self::Internal(_) => ProblemKind::INTERNAL_ERROR,
         }
@@ -304,7 +309,7 @@ impl ResponseError for ApiError {
                     response.insert_header((header::ALLOW, value));
                 }
             }
-            Self::Unavailable(_) | Self::MigrationsPending(_) => {
+            Self::Unavailable(_) | Self::Overloaded | Self::MigrationsPending(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
             }
             _ => {}
@@ -330,6 +335,7 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::KeyReused { original } => Self::KeyReused { original },
             IngestError::Unavailable(cause) => Self::Unavailable(cause),
+            IngestError::Overloaded => Self::Overloaded,
             IngestError::Refused(cause) => Self::refused(cause),
             IngestError::Unknown(cause) => Self::Internal(cause),
         }

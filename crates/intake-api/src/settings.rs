@@ -20,6 +20,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Request limits.
     pub limits: LimitSettings,
+    /// How single events are grouped into statements.
+    pub group_commit: GroupCommitConfig,
     /// Authentication.
     pub auth: AuthSettings,
     /// Logging.
@@ -61,6 +63,28 @@ impl DatabaseSettings {
             max_connections: self.max_connections,
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
         }
+    }
+}
+
+/// `[group_commit]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupCommitConfig {
+    /// Writer tasks; 0 stores each single event with a statement of its own.
+    pub writers: usize,
+    /// The most events one statement stores.
+    pub max_group: usize,
+    /// The most events waiting for a writer before ingest answers 503.
+    pub queue_bound: usize,
+}
+
+impl GroupCommitConfig {
+    /// The settings for storage; `None` when group commit is off.
+    pub fn settings(&self) -> Option<intake_storage::GroupCommitSettings> {
+        (self.writers > 0).then_some(intake_storage::GroupCommitSettings {
+            writers: self.writers,
+            max_group: self.max_group,
+            queue_bound: self.queue_bound,
+        })
     }
 }
 

@@ -11,10 +11,10 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use intake_domain::{EventStore, HealthCheck, TokenStore};
-use intake_storage::{PgStore, PoolStats};
+use intake_storage::{GroupCommit, GroupCommitSettings, PgStore};
 
 use crate::auth::Authenticator;
-use crate::metrics::{Metrics, PoolGauge};
+use crate::metrics::{Metrics, StorageGauge, StorageStats};
 use crate::request_context;
 use crate::routes::{self, OpenApiJson};
 use crate::settings::Settings;
@@ -28,8 +28,8 @@ pub struct Backend {
     pub tokens: Arc<dyn TokenStore>,
     /// Whether storage is ready.
     pub health: Arc<dyn HealthCheck>,
-    /// The connection pool's state, for metrics.
-    pub pool: PoolGauge,
+    /// Storage's state, for metrics.
+    pub gauge: StorageGauge,
     /// Releases the stores once the server has stopped.
     pub close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
 }
@@ -41,16 +41,33 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// Everything in one PostgreSQL database.
-    pub fn postgres(store: PgStore) -> Self {
+    /// Everything in one PostgreSQL database; single events grouped into statements when
+    /// `group_commit` is given. Starts the group writers on the current Tokio runtime.
+    pub fn postgres(store: PgStore, group_commit: Option<GroupCommitSettings>) -> Self {
         let shared = Arc::new(store.clone());
-        let gauge = store.clone();
+        let grouped = group_commit.map(|s| Arc::new(GroupCommit::start(store.clone(), s)));
+        let events: Arc<dyn EventStore> = match &grouped {
+            Some(grouped) => grouped.clone(),
+            None => shared.clone(),
+        };
+        let (gauge_store, gauge_group) = (store.clone(), grouped.clone());
         Self {
-            events: shared.clone(),
+            events,
             tokens: shared.clone(),
             health: shared,
-            pool: Arc::new(move || gauge.pool_stats()),
-            close: Box::new(move || Box::pin(async move { store.pool().close().await })),
+            gauge: Arc::new(move || StorageStats {
+                pool: gauge_store.pool_stats(),
+                group_commit: gauge_group.as_ref().map(|g| g.stats()).unwrap_or_default(),
+            }),
+            close: Box::new(move || {
+                Box::pin(async move {
+                    // Queued events are stored before the pool closes.
+                    if let Some(grouped) = grouped {
+                        grouped.close().await;
+                    }
+                    store.pool().close().await
+                })
+            }),
         }
     }
 
@@ -64,7 +81,7 @@ impl Backend {
             events,
             tokens,
             health,
-            pool: Arc::new(PoolStats::default),
+            gauge: Arc::new(StorageStats::default),
             close: Box::new(|| Box::pin(async {})),
         }
     }
@@ -74,7 +91,7 @@ impl Backend {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
             .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
-        Ok(Self::postgres(store))
+        Ok(Self::postgres(store, settings.group_commit.settings()))
     }
 }
 
@@ -98,7 +115,7 @@ impl AppData {
                 backend.health.clone(),
             )),
             auth: web::Data::new(Authenticator::new(&settings.auth, backend.tokens.clone())?),
-            metrics: web::Data::new(Metrics::new(backend.pool.clone())?),
+            metrics: web::Data::new(Metrics::new(backend.gauge.clone())?),
             openapi: web::Data::new(OpenApiJson(crate::openapi::document_json())),
         })
     }

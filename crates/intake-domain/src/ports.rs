@@ -81,6 +81,9 @@ pub enum IngestError {
     /// Storage could not be reached; the request may be retried.
     #[error("storage is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// More requests are waiting for storage than the server holds; the request may be retried.
+    #[error("too many events are waiting to be stored")]
+    Overloaded,
     /// Storage refused a value that validation let through; the request must change.
     #[error("storage refused a value of the event")]
     Refused(#[source] anyhow::Error),

@@ -6,6 +6,7 @@
 
 mod errors;
 mod events;
+mod group_commit;
 mod health;
 mod tokens;
 
@@ -20,6 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 pub use events::IngestItem;
+pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
 pub use sqlx::migrate::MigrateError;
 
 /// The migrations in the top-level `migrations/` folder, embedded in the binary.

@@ -121,7 +121,7 @@ pub(crate) async fn ingest(
         Ok(i) if i.deduplicated => metrics.count_events(Outcome::Deduplicated, 1),
         Ok(_) => metrics.count_events(Outcome::Accepted, 1),
         // The event was not judged: the database failed, not the request.
-        Err(ApiError::Unavailable(_) | ApiError::Internal(_)) => {}
+        Err(ApiError::Unavailable(_) | ApiError::Overloaded | ApiError::Internal(_)) => {}
         Err(_) => metrics.count_events(Outcome::Rejected, 1),
     }
     let ingested = stored?;

@@ -135,7 +135,7 @@ pub fn table() -> Vec<Endpoint> {
         endpoint::<__path_ingest, _, _>(
             ingest,
             Access::scope::<EventsWrite>(),
-            &[BODY, &[K::VALIDATION_FAILED, K::IDEMPOTENCY_KEY_REUSED], unavailable],
+            &[BODY, &[K::VALIDATION_FAILED, K::IDEMPOTENCY_KEY_REUSED, K::OVERLOADED], unavailable],
         ),
         endpoint::<__path_feed, _, _>(
             feed,

@@ -40,8 +40,8 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, settings: Settings) -> TestApp {
-    let app = Application::build_with(&settings, Backend::postgres(PgStore::new(pool.clone())))
-        .expect("application builds");
+    let backend = Backend::postgres(PgStore::new(pool.clone()), settings.group_commit.settings());
+    let app = Application::build_with(&settings, backend).expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp { address, client: reqwest::Client::new(), pool }
@@ -55,8 +55,11 @@ pub async fn spawn_app_without_database() -> TestApp {
     let store = PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/none", &pool_settings)
         .expect("valid url");
     let pool = store.pool().clone();
-    let app =
-        Application::build_with(&settings, Backend::postgres(store)).expect("application builds");
+    let app = Application::build_with(
+        &settings,
+        Backend::postgres(store, settings.group_commit.settings()),
+    )
+    .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp { address, client: reqwest::Client::new(), pool }

@@ -66,6 +66,8 @@ async fn metrics_count_requests_events_and_the_pool(pool: PgPool) {
         r#"intake_http_requests_total{method="GET",route="/v1/events/{event_id}",status="404"} 1"#,
         r#"intake_http_request_duration_seconds_bucket{method="POST",route="/v1/events",status="200",le="+Inf"} 2"#,
         "intake_db_pool_waiting_acquisitions 0",
+        "intake_ingest_grouped_events_total 2",
+        "intake_ingest_queued_events 0",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
