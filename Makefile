@@ -68,6 +68,12 @@ db-down:
 build:
 	$(CARGO) build --release --bin intake
 
-## Ingest throughput: batches of 100 against single posts, in one run (release build).
+## Ingest against raw PostgreSQL (pgbench), every figure in one run: one table (release build).
 bench:
-	scripts/db with $(CARGO) bench --bench ingest
+	@command -v pgbench >/dev/null || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make bench: installing pgbench (Debian package postgresql)" >&2; \
+	    apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "make bench needs pgbench (Debian: apt-get install postgresql)" >&2; exit 1; fi; }
+	@pgbench=$$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1); \
+	PGBENCH=$$pgbench scripts/db with $(CARGO) bench --bench ingest

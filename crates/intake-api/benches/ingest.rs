@@ -1,126 +1,448 @@
-//! `make bench`: ingest throughput of batches of 100 against single posts, measured in the same
-//! run against the same server and database, reported as events per second and as a ratio.
+//! `make bench`: intake's ingest against raw PostgreSQL, every figure measured in one run on
+//! one machine, printed as one table whose headline is the ratios.
 //!
-//! The server runs in this process (2 workers) against a fresh database on DATABASE_URL's
-//! server, dropped at the end; the clients are concurrent tasks of this process.
+//! On a fresh database on DATABASE_URL's server (dropped at the end):
+//! 1. raw baselines with `pgbench` into a table of the events table's shape: one-row
+//!    `INSERT … ON CONFLICT DO NOTHING` per transaction at 64 clients, and 100 rows per statement
+//!    at 8 clients;
+//! 2. `intake serve` (the release binary, a process of its own, the local profile) taking single
+//!    events at 64 connections, unique keys: events/s, latency percentiles, non-2xx answers;
+//! 3. batches of 100 at 16 connections;
+//! 4. the dedupe path: every request a replay of a stored event;
+//! 5. the server's peak resident memory over all of the above;
+//! 6. single events with group commit off (a statement and a commit per event), for reference;
+//! 7. single events again once millions of events are stored.
+//!
+//! `BENCH_SECS` (default 10) sets each phase's length and `BENCH_STORED` (default 5000000) the
+//! stored events of phase 7.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use intake_api::settings::Settings;
-use intake_api::startup::{Application, Backend};
-use intake_storage::PgStore;
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 
-const CONCURRENCY: usize = 16;
-const SINGLE_EVENTS: usize = 6_000;
+const SINGLE_CLIENTS: usize = 64;
+const BATCH_CLIENTS: usize = 16;
+const RAW_SINGLE_CLIENTS: usize = 64;
+const RAW_MULTI_CLIENTS: usize = 8;
 const BATCH_SIZE: usize = 100;
-const BATCH_EVENTS: usize = 60_000;
-const ROUNDS: usize = 3;
+const REPLAY_KEYS: usize = 10_000;
 
-fn event(run: &str, i: usize) -> Value {
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn event(key: &str, i: usize) -> Value {
     json!({
         "event_type": "order.item_added",
         "occurred_at": "2025-12-22T10:30:00Z",
-        "idempotency_key": format!("{run}-{i}"),
+        "idempotency_key": key,
         "data": {"order_id": format!("o_{i}"), "sku": "SKU-123", "quantity": 2, "price": 19.99}
     })
 }
 
-/// Sends `total` events as requests of `per_request` events from CONCURRENCY tasks; returns
-/// events per second.
-async fn run(base: &str, run_name: &str, total: usize, per_request: usize) -> f64 {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
-    let requests = total / per_request;
+/// What one load phase saw.
+struct Load {
+    /// Requests answered 2xx per second.
+    requests_per_sec: f64,
+    /// Events those requests carried, per second.
+    events_per_sec: f64,
+    latency: Histogram<u64>,
+    non_2xx: u64,
+}
+
+/// What a request of a load phase sends.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One event with a key never used before.
+    Single,
+    /// A batch of new events.
+    Batch,
+    /// One event already stored (keys `replay-0` … `replay-9999`).
+    Replay,
+}
+
+/// `clients` connections sending requests of `shape` back to back for `secs` seconds.
+async fn load(base: &str, phase: &str, shape: Shape, clients: usize, secs: u64) -> Load {
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("http client");
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, next, base, run_name) =
-            (client.clone(), Arc::clone(&next), base.to_owned(), run_name.to_owned());
+    for task in 0..clients {
+        let (client, base, phase) = (client.clone(), base.to_owned(), phase.to_owned());
         tasks.push(tokio::spawn(async move {
-            loop {
-                let r = next.fetch_add(1, Ordering::Relaxed);
-                if r >= requests {
-                    return;
-                }
-                let (url, body) = if per_request == 1 {
-                    (format!("{base}/v1/events"), event(&run_name, r).to_string())
-                } else {
-                    let events: Vec<Value> =
-                        (0..per_request).map(|i| event(&run_name, r * per_request + i)).collect();
-                    (format!("{base}/v1/events/batch"), json!({ "events": events }).to_string())
+            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
+            let (mut ok, mut events, mut non_2xx) = (0u64, 0u64, 0u64);
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                n += 1;
+                let (url, body, carried) = match shape {
+                    Shape::Single => {
+                        let key = format!("{phase}-{task}-{n}");
+                        (format!("{base}/v1/events"), event(&key, n).to_string(), 1)
+                    }
+                    Shape::Batch => {
+                        let items: Vec<Value> = (0..BATCH_SIZE)
+                            .map(|i| event(&format!("{phase}-{task}-{n}-{i}"), i))
+                            .collect();
+                        let body = json!({ "events": items }).to_string();
+                        (format!("{base}/v1/events/batch"), body, BATCH_SIZE as u64)
+                    }
+                    Shape::Replay => {
+                        let i = (task * 7919 + n * 104_729) % REPLAY_KEYS;
+                        (
+                            format!("{base}/v1/events"),
+                            event(&format!("replay-{i}"), i).to_string(),
+                            1,
+                        )
+                    }
                 };
+                let sent = Instant::now();
                 let response = client
                     .post(url)
                     .bearer_auth("test_123")
                     .header("Content-Type", "application/json")
                     .body(body)
                     .send()
-                    .await
-                    .expect("request");
-                assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
-                let _ = response.bytes().await;
+                    .await;
+                let success = match response {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let _ = latency.record(micros.max(1));
+                if success {
+                    ok += 1;
+                    events += carried;
+                } else {
+                    non_2xx += 1;
+                }
             }
+            (latency, ok, events, non_2xx)
         }));
     }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
+    let (mut ok, mut events, mut non_2xx) = (0, 0, 0);
     for task in tasks {
-        task.await.expect("client task");
+        let (l, o, e, n) = task.await.expect("load task");
+        latency.add(l).expect("same bounds");
+        ok += o;
+        events += e;
+        non_2xx += n;
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    let elapsed = started.elapsed().as_secs_f64();
+    Load {
+        requests_per_sec: ok as f64 / elapsed,
+        events_per_sec: events as f64 / elapsed,
+        latency,
+        non_2xx,
+    }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// `pgbench` running `script` at `clients` for `secs` seconds; transactions per second.
+fn pgbench(url: &str, script: &str, clients: usize, secs: u64) -> anyhow::Result<f64> {
+    let file = std::env::temp_dir().join(format!("intake-bench-{}.sql", uuid::Uuid::new_v4()));
+    std::fs::write(&file, script)?;
+    let output = Command::new(pgbench_binary()?)
+        .args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "2"])
+        .args(["-T", &secs.to_string(), "-f"])
+        .arg(&file)
+        .arg(url)
+        .output()
+        .context("running pgbench")?;
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("pgbench failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no tps in pgbench's output: {text}"))
+}
+
+fn pgbench_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("PGBENCH") {
+        return Ok(path.into());
+    }
+    let found = Command::new("sh").args(["-c", "command -v pgbench"]).output()?;
+    if found.status.success() {
+        return Ok(String::from_utf8_lossy(&found.stdout).trim().into());
+    }
+    bail!("pgbench is missing (Debian: apt-get install postgresql-15; make bench looks for it)")
+}
+
+/// `intake serve` as a process of its own.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(url: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("INTAKE_CONFIG_DIR", config)
+            .env("INTAKE__SERVER__PORT", port.to_string())
+            .env_remove("INTAKE_ENV")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let child = command.spawn().context("starting intake serve")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = client.get(format!("{base}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("intake serve never became ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self { child, base })
+    }
+
+    /// The process's peak resident memory, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Stores `REPLAY_KEYS` events through batches, for the dedupe phase to replay.
+async fn store_replay_keys(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for chunk in (0..REPLAY_KEYS).collect::<Vec<_>>().chunks(1000) {
+        let items: Vec<Value> = chunk.iter().map(|&i| event(&format!("replay-{i}"), i)).collect();
+        let response = client
+            .post(format!("{base}/v1/events/batch"))
+            .bearer_auth("test_123")
+            .header("Content-Type", "application/json")
+            .body(json!({ "events": items }).to_string())
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("storing the replay keys: {}", response.status());
+        }
+    }
+    Ok(())
+}
+
+/// Fills the events table with `total` events of another tenant, straight through SQL.
+async fn fill(url: &str, total: u64) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(url).await?;
+    let chunk = 500_000u64;
+    let mut done = 0;
+    while done < total {
+        let n = chunk.min(total - done);
+        sqlx::query(
+            "INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at,
+                                 data, fingerprint)
+             SELECT gen_random_uuid(), 'filler', 'fill-' || ($1 + i), 'order.item_added', now(),
+                    jsonb_build_object('order_id', 'o_' || i, 'sku', 'SKU-123', 'quantity', 2),
+                    sha256(i::text::bytea)
+             FROM generate_series(1, $2) AS i",
+        )
+        .bind(i64::try_from(done)?)
+        .bind(i64::try_from(n)?)
+        .execute(&mut conn)
+        .await?;
+        done += n;
+    }
+    sqlx::query("VACUUM ANALYZE events").execute(&mut conn).await?;
+    Ok(())
+}
+
+fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL (make bench sets it)");
+    let secs = env_number("BENCH_SECS", 10);
+    let stored = env_number("BENCH_STORED", 5_000_000);
+    let server_url = std::env::var("DATABASE_URL").context("DATABASE_URL (make bench sets it)")?;
     let name = format!("intake_bench_{}", std::process::id());
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b).to_owned();
-    let url = format!("{base}/{name}");
-    let mut admin = PgConnection::connect(&server).await?;
+    let (without_query, query) = match server_url.split_once('?') {
+        Some((b, q)) => (b.to_owned(), format!("?{q}")),
+        None => (server_url.clone(), String::new()),
+    };
+    let base = without_query.rsplit_once('/').map_or(without_query.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}{query}");
+    let mut admin = PgConnection::connect(&server_url).await?;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+    let outcome = run(&url, secs, stored).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    outcome
+}
 
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
-    let mut settings = Settings::load_profile(&dir, "local")?;
-    settings.server.port = 0;
-    settings.server.workers = 2;
-    settings.database.url = url.clone();
-    let store = PgStore::connect_lazy(&url, &settings.database.pool())?;
-    intake_storage::migrate(store.pool()).await?;
-    let app = Application::build_with(
-        &settings,
-        Backend::postgres(store, settings.group_commit.settings()),
+async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
+    let store = intake_storage::PgStore::connect_lazy(
+        url,
+        &intake_storage::PoolSettings {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+        },
     )?;
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = tokio::spawn(app.run_until_stopped());
+    intake_storage::migrate(store.pool()).await?;
+    sqlx::query("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
+        .execute(store.pool())
+        .await?;
+    store.pool().close().await;
 
-    run(&address, "warmup", 500, 1).await;
-    let (mut single, mut batch) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        single.push(run(&address, &format!("single-{round}"), SINGLE_EVENTS, 1).await);
-        batch.push(run(&address, &format!("batch-{round}"), BATCH_EVENTS, BATCH_SIZE).await);
-        println!(
-            "round {}: single posts {:>8.0} events/s   batches of {BATCH_SIZE} {:>8.0} events/s",
-            round + 1,
-            single[round],
-            batch[round]
-        );
+    eprintln!("bench: {secs} s per phase; raw pgbench baselines…");
+    let columns =
+        "event_id, tenant_id, idempotency_key, event_type, occurred_at, data, fingerprint";
+    let values = "gen_random_uuid(), 'bench', gen_random_uuid()::text, 'order.item_added', now(), \
+                  '{\"order_id\":\"o_1\",\"sku\":\"SKU-123\",\"quantity\":2,\"price\":19.99}', \
+                  sha256(random()::text::bytea)";
+    let raw_single = pgbench(
+        url,
+        &format!(
+            "INSERT INTO raw_events ({columns}) VALUES ({values}) \
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;\n"
+        ),
+        RAW_SINGLE_CLIENTS,
+        secs,
+    )?;
+    let raw_multi = BATCH_SIZE as f64
+        * pgbench(
+            url,
+            &format!(
+                "INSERT INTO raw_events ({columns}) SELECT {values} FROM generate_series(1, \
+                 {BATCH_SIZE}) ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;\n"
+            ),
+            RAW_MULTI_CLIENTS,
+            secs,
+        )?;
+    let mut conn = PgConnection::connect(url).await?;
+    sqlx::query("DROP TABLE raw_events").execute(&mut conn).await?;
+
+    eprintln!("bench: intake with group commit…");
+    let server = Server::start(url, &[]).await?;
+    load(&server.base, "warmup", Shape::Single, SINGLE_CLIENTS, 2).await;
+    let single = load(&server.base, "single", Shape::Single, SINGLE_CLIENTS, secs).await;
+    let batch = load(&server.base, "batch", Shape::Batch, BATCH_CLIENTS, secs).await;
+    store_replay_keys(&server.base).await?;
+    let replay = load(&server.base, "replay", Shape::Replay, SINGLE_CLIENTS, secs).await;
+    let rss = server.peak_rss_mib();
+    server.stop();
+
+    eprintln!("bench: intake with group commit off…");
+    let server = Server::start(url, &[("INTAKE__GROUP_COMMIT__WRITERS", "0")]).await?;
+    load(&server.base, "warmup-off", Shape::Single, SINGLE_CLIENTS, 2).await;
+    let ungrouped = load(&server.base, "ungrouped", Shape::Single, SINGLE_CLIENTS, secs).await;
+    server.stop();
+
+    eprintln!("bench: storing {stored} events, then single events again…");
+    fill(url, stored).await?;
+    let server = Server::start(url, &[]).await?;
+    load(&server.base, "warmup-full", Shape::Single, SINGLE_CLIENTS, 2).await;
+    let full = load(&server.base, "full", Shape::Single, SINGLE_CLIENTS, secs).await;
+    let rss = rss.max(server.peak_rss_mib());
+    server.stop();
+    conn.close().await?;
+
+    let ratio = |x: f64, base: f64| format!("{:.2}×", x / base);
+    let latency = |l: &Load| {
+        format!(
+            "p50 {:.1} / p99 {:.1} / max {:.1} ms",
+            ms(&l.latency, 0.5),
+            ms(&l.latency, 0.99),
+            l.latency.max() as f64 / 1000.0
+        )
+    };
+    let rows: Vec<[String; 5]> = vec![
+        [
+            format!("raw pgbench, 1-row INSERT … ON CONFLICT per transaction ({RAW_SINGLE_CLIENTS} clients)"),
+            format!("{raw_single:.0} rows/s"),
+            "1.00× (baseline A)".into(),
+            String::new(),
+            String::new(),
+        ],
+        [
+            format!("raw pgbench, {BATCH_SIZE} rows per statement ({RAW_MULTI_CLIENTS} clients)"),
+            format!("{raw_multi:.0} rows/s"),
+            "1.00× (baseline B)".into(),
+            String::new(),
+            String::new(),
+        ],
+        [
+            format!("intake POST /v1/events, unique keys ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", single.events_per_sec),
+            format!("{} of A", ratio(single.events_per_sec, raw_single)),
+            latency(&single),
+            single.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events/batch, {BATCH_SIZE} per batch ({BATCH_CLIENTS} conns)"),
+            format!("{:.0} events/s", batch.events_per_sec),
+            format!("{} of B", ratio(batch.events_per_sec, raw_multi)),
+            latency(&batch),
+            batch.non_2xx.to_string(),
+        ],
+        [
+            format!("intake dedupe path, every request a replay ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} requests/s", replay.requests_per_sec),
+            format!("{} of single", ratio(replay.requests_per_sec, single.events_per_sec)),
+            latency(&replay),
+            replay.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events, group commit off ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", ungrouped.events_per_sec),
+            format!("{} of A", ratio(ungrouped.events_per_sec, raw_single)),
+            latency(&ungrouped),
+            ungrouped.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events with {stored} events stored ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", full.events_per_sec),
+            format!("{} of empty", ratio(full.events_per_sec, single.events_per_sec)),
+            latency(&full),
+            full.non_2xx.to_string(),
+        ],
+        [
+            "intake server peak RSS (all intake phases)".into(),
+            format!("{rss:.1} MiB"),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    ];
+    println!("| what | rate | ratio | latency | non-2xx |");
+    println!("|---|---|---|---|---|");
+    for [what, rate, r, l, e] in rows {
+        println!("| {what} | {rate} | {r} | {l} | {e} |");
     }
-    let (single, batch) = (median(single), median(batch));
-    println!(
-        "median of {ROUNDS}: single posts {single:.0} events/s; batches of {BATCH_SIZE} {batch:.0} \
-         events/s; speed-up {:.1}x",
-        batch / single
-    );
-
-    handle.abort();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin).await?;
     Ok(())
 }

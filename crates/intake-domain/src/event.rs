@@ -220,7 +220,11 @@ impl IdempotencyKey {
 
 /// The event's payload: a JSON object, stored and returned as sent.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventData(Map<String, Value>);
+pub struct EventData {
+    map: Map<String, Value>,
+    /// The object written once, keys sorted: what the fingerprint hashes and storage keeps.
+    json: String,
+}
 
 impl EventData {
     /// The most digits a number in `data` may have.
@@ -240,17 +244,26 @@ impl EventData {
             ));
         };
         inspect(&map, limits)?;
-        Ok(Self(map))
+        // serde_json's map keeps keys sorted (the `preserve_order` feature is off), so equal
+        // values are written identically; a test guards that assumption. Writing a map of
+        // JSON values cannot fail.
+        let json = serde_json::to_string(&map).unwrap_or_default();
+        Ok(Self { map, json })
     }
 
     /// The object.
     pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
+        &self.map
+    }
+
+    /// The object as JSON text, keys sorted: one spelling for every equal value.
+    pub fn canonical_json(&self) -> &str {
+        &self.json
     }
 
     /// The object as a JSON value.
     pub fn to_value(&self) -> Value {
-        Value::Object(self.0.clone())
+        Value::Object(self.map.clone())
     }
 }
 

@@ -20,10 +20,7 @@ impl Fingerprint {
         hasher.update(event_type.as_str().as_bytes());
         hasher.update(b"\0");
         hasher.update(occurred_at.unix_micros().to_be_bytes());
-        // serde_json's map keeps keys sorted (the `preserve_order` feature is off), so this
-        // writes every equal value identically; a test guards that assumption.
-        let canonical = serde_json::to_vec(data.as_map()).unwrap_or_default();
-        hasher.update(canonical);
+        hasher.update(data.canonical_json().as_bytes());
         Self(hasher.finalize().into())
     }
 

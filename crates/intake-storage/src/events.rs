@@ -25,7 +25,7 @@ const INGEST: &str = r#"
 WITH inserted AS (
     INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
                         fingerprint)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
     ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
     RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
 )
@@ -48,7 +48,7 @@ WHERE tenant_id = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM inse
 const INGEST_MANY: &str = r#"
 WITH item AS (
     SELECT u.*, nextval('events_seq_seq'::regclass) AS seq
-    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
                 $7::bytea[])
          WITH ORDINALITY AS u(tenant_id, event_id, idempotency_key, event_type, occurred_at, data,
                               fingerprint, ord)
@@ -57,7 +57,8 @@ WITH item AS (
 INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
                     fingerprint)
 OVERRIDING SYSTEM VALUE
-SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data, fingerprint
+SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data::jsonb,
+       fingerprint
 FROM item
 ORDER BY tenant_id, idempotency_key
 ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
@@ -208,7 +209,7 @@ impl EventStore for PgStore {
                 .bind(event.idempotency_key().as_str())
                 .bind(event.event_type().as_str())
                 .bind(event.occurred_at().as_utc())
-                .bind(sqlx::types::Json(event.data().as_map()))
+                .bind(event.data().canonical_json())
                 .bind(&event.fingerprint().as_bytes()[..])
                 .fetch_optional(&mut *self.acquire().await?)
                 .await
@@ -330,12 +331,7 @@ impl PgStore {
                 .bind(batch.iter().map(|i| i.event.idempotency_key().as_str()).collect::<Vec<_>>())
                 .bind(batch.iter().map(|i| i.event.event_type().as_str()).collect::<Vec<_>>())
                 .bind(batch.iter().map(|i| i.event.occurred_at().as_utc()).collect::<Vec<_>>())
-                .bind(
-                    batch
-                        .iter()
-                        .map(|i| sqlx::types::Json(i.event.data().as_map()))
-                        .collect::<Vec<_>>(),
-                )
+                .bind(batch.iter().map(|i| i.event.data().canonical_json()).collect::<Vec<_>>())
                 .bind(
                     batch.iter().map(|i| &i.event.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
                 )
