@@ -56,6 +56,8 @@ pub struct Metrics {
     groups: IntCounter,
     grouped_events: IntCounter,
     group_fallbacks: IntCounter,
+    group_statement_micros: IntCounter,
+    group_queued_micros: IntCounter,
     queued: IntGauge,
     storage: StorageGauge,
 }
@@ -114,8 +116,18 @@ impl Metrics {
             "intake_ingest_group_fallbacks_total",
             "Groups whose statement failed, stored again one event at a time.",
         )?;
+        let group_statement_micros = IntCounter::new(
+            "intake_ingest_group_statement_microseconds_total",
+            "Time group statements took, summed (divide by groups for the mean).",
+        )?;
+        let group_queued_micros = IntCounter::new(
+            "intake_ingest_queued_microseconds_total",
+            "Time single events waited for a writer, summed (divide by grouped events).",
+        )?;
         let queued =
             IntGauge::new("intake_ingest_queued_events", "Single events waiting for a writer.")?;
+        registry.register(Box::new(group_statement_micros.clone()))?;
+        registry.register(Box::new(group_queued_micros.clone()))?;
         registry.register(Box::new(groups.clone()))?;
         registry.register(Box::new(grouped_events.clone()))?;
         registry.register(Box::new(group_fallbacks.clone()))?;
@@ -141,6 +153,8 @@ impl Metrics {
             groups,
             grouped_events,
             group_fallbacks,
+            group_statement_micros,
+            group_queued_micros,
             queued,
             storage,
         })
@@ -167,6 +181,8 @@ impl Metrics {
             (&self.groups, group_commit.groups),
             (&self.grouped_events, group_commit.events),
             (&self.group_fallbacks, group_commit.fallbacks),
+            (&self.group_statement_micros, group_commit.statement_micros),
+            (&self.group_queued_micros, group_commit.queued_micros),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }

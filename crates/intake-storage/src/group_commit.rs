@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -28,6 +29,10 @@ use intake_domain::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
+
+use crate::events::ingest_many_on;
 use crate::{IngestItem, PgStore};
 
 /// How single events are grouped; configured under `[group_commit]`.
@@ -50,6 +55,10 @@ pub struct GroupCommitStats {
     pub events: u64,
     /// Groups whose statement failed and whose requests were stored one by one.
     pub fallbacks: u64,
+    /// Time the group statements took, summed, in microseconds.
+    pub statement_micros: u64,
+    /// Time events waited in the queue for a writer, summed, in microseconds.
+    pub queued_micros: u64,
     /// Events waiting for a writer now.
     pub queued: u64,
 }
@@ -59,6 +68,8 @@ struct Counters {
     groups: AtomicU64,
     events: AtomicU64,
     fallbacks: AtomicU64,
+    statement_micros: AtomicU64,
+    queued_micros: AtomicU64,
 }
 
 /// One request waiting for its group.
@@ -68,6 +79,7 @@ struct Pending {
     event: NewEvent,
     id: EventId,
     answer: oneshot::Sender<Result<Ingested, IngestError>>,
+    queued_at: Instant,
 }
 
 /// The group-committing event store.
@@ -112,6 +124,8 @@ impl GroupCommit {
             groups: self.counters.groups.load(Ordering::Relaxed),
             events: self.counters.events.load(Ordering::Relaxed),
             fallbacks: self.counters.fallbacks.load(Ordering::Relaxed),
+            statement_micros: self.counters.statement_micros.load(Ordering::Relaxed),
+            queued_micros: self.counters.queued_micros.load(Ordering::Relaxed),
             queued: queued as u64,
         }
     }
@@ -149,7 +163,9 @@ impl GroupCommit {
 }
 
 /// A writer: takes what is waiting, stores it as one group, answers, and again, until the queue
-/// is closed and empty.
+/// is closed and empty. While events keep coming it keeps its connection from one group to the
+/// next (a pool checkout tests a connection with a round trip of its own); it gives it back
+/// when the queue runs dry, and drops it when it fails.
 async fn write_groups(
     store: PgStore,
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
@@ -157,25 +173,71 @@ async fn write_groups(
     counters: Arc<Counters>,
 ) {
     let mut group = Vec::with_capacity(max_group);
+    let mut held: Option<PoolConnection<Postgres>> = None;
     loop {
-        let taken = receiver.lock().await.recv_many(&mut group, max_group).await;
+        let taken = {
+            // Another writer holding the queue is waiting for events: there are none now. An
+            // idle writer gives its connection back to the pool rather than sitting on it.
+            let mut queue = match receiver.try_lock() {
+                Ok(queue) => queue,
+                Err(_) => {
+                    held = None;
+                    receiver.lock().await
+                }
+            };
+            if queue.is_empty() {
+                held = None;
+            }
+            queue.recv_many(&mut group, max_group).await
+        };
         if taken == 0 {
             return;
         }
         group.retain(|p: &Pending| !p.answer.is_closed());
         if !group.is_empty() {
-            commit(&store, &mut group, &counters).await;
+            let conn = match held.take() {
+                Some(conn) => Ok(conn),
+                None => store.acquire().await,
+            };
+            held = match conn {
+                Ok(conn) => commit(&store, conn, &mut group, &counters).await,
+                Err(error) => {
+                    answer_all(&mut group, &error);
+                    None
+                }
+            };
         }
         group.clear();
     }
 }
 
-/// Stores one group and answers each of its requests.
-async fn commit(store: &PgStore, group: &mut Vec<Pending>, counters: &Counters) {
+/// Answers every request of a group that could not be stored with storage's failure.
+fn answer_all(group: &mut Vec<Pending>, error: &StoreError) {
+    for pending in group.drain(..) {
+        let _ = pending.answer.send(Err(match error {
+            StoreError::Unavailable(cause) => IngestError::Unavailable(anyhow!("{cause:#}")),
+            other => IngestError::Unknown(anyhow!("{other:#}")),
+        }));
+    }
+}
+
+/// Stores one group on `conn` and answers each of its requests; gives the connection back
+/// unless it failed.
+async fn commit(
+    store: &PgStore,
+    mut conn: PoolConnection<Postgres>,
+    group: &mut Vec<Pending>,
+    counters: &Counters,
+) -> Option<PoolConnection<Postgres>> {
+    let started = Instant::now();
+    let waited: u128 = group.iter().map(|p| started.duration_since(p.queued_at).as_micros()).sum();
     let items: Vec<IngestItem<'_>> =
         group.iter().map(|p| IngestItem { tenant: &p.tenant, event: &p.event, id: p.id }).collect();
-    let stored = store.ingest_many(&items).await;
+    let stored = ingest_many_on(&mut conn, &items).await;
     drop(items);
+    let took = started.elapsed().as_micros();
+    counters.statement_micros.fetch_add(u64::try_from(took).unwrap_or(u64::MAX), Ordering::Relaxed);
+    counters.queued_micros.fetch_add(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
     counters.groups.fetch_add(1, Ordering::Relaxed);
     counters.events.fetch_add(group.len() as u64, Ordering::Relaxed);
     match stored {
@@ -183,12 +245,11 @@ async fn commit(store: &PgStore, group: &mut Vec<Pending>, counters: &Counters) 
             for (pending, outcome) in group.drain(..).zip(outcomes) {
                 let _ = pending.answer.send(outcome.into_result());
             }
+            Some(conn)
         }
-        Err(StoreError::Unavailable(cause)) => {
-            let cause = format!("{cause:#}");
-            for pending in group.drain(..) {
-                let _ = pending.answer.send(Err(IngestError::Unavailable(anyhow!("{cause}"))));
-            }
+        Err(error @ StoreError::Unavailable(_)) => {
+            answer_all(group, &error);
+            None
         }
         // The database refused the statement: one row may be to blame. Each request on its own
         // finds out whether it is the one.
@@ -199,6 +260,7 @@ async fn commit(store: &PgStore, group: &mut Vec<Pending>, counters: &Counters) 
                 let result = store.ingest(&pending.tenant, &pending.event, pending.id).await;
                 let _ = pending.answer.send(result);
             }
+            Some(conn)
         }
     }
 }
@@ -212,7 +274,13 @@ impl EventStore for GroupCommit {
         new_id: EventId,
     ) -> Result<Ingested, IngestError> {
         let (answer, answered) = oneshot::channel();
-        self.enqueue(Pending { tenant: tenant.clone(), event: event.clone(), id: new_id, answer })?;
+        self.enqueue(Pending {
+            tenant: tenant.clone(),
+            event: event.clone(),
+            id: new_id,
+            answer,
+            queued_at: Instant::now(),
+        })?;
         answered
             .await
             .map_err(|_| IngestError::Unknown(anyhow!("a group commit writer dropped a request")))?

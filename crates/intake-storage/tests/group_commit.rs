@@ -242,3 +242,19 @@ async fn close_stores_everything_queued_and_refuses_what_comes_after(pool: PgPoo
     }
     assert_eq!(count(&pool).await, 6);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn idle_writers_give_their_connections_back(pool: PgPool) {
+    let store = group_commit(&pool, 2, 100);
+    let requests: Vec<_> = (0..50).map(|i| send(&store, &format!("k{i}"), json!({}))).collect();
+    for (_, answer) in requests {
+        answer.await.expect("task").expect("stored");
+    }
+    eventually("every connection idle in the pool", || async {
+        usize::try_from(pool.size()).unwrap_or(0) == pool.num_idle()
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(5), pool.close())
+        .await
+        .expect("the pool closes: no writer sits on a connection");
+}
