@@ -89,12 +89,25 @@ impl PgStore {
     /// A pool for `url` that connects lazily, so the server starts (and later recovers) even
     /// while the database is down.
     pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<Self, sqlx::Error> {
-        let options: PgConnectOptions = url.parse()?;
+        Ok(Self::connect_lazy_with(url.parse()?, settings))
+    }
+
+    /// Like [`PgStore::connect_lazy`], from connection options.
+    ///
+    /// Every session runs at READ COMMITTED whatever the server's or database's default: the
+    /// ingest statements rely on it (a conflicting row committed by another writer is waited
+    /// for, then skipped and read, rather than failing the statement with a serialization
+    /// error as REPEATABLE READ would).
+    pub fn connect_lazy_with(options: PgConnectOptions, settings: &PoolSettings) -> Self {
+        let options = options
+            .application_name("intake")
+            // A space in a startup option is escaped with a backslash.
+            .options([("default_transaction_isolation", "read\\ committed")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_lazy_with(options.application_name("intake"));
-        Ok(Self::new(pool))
+            .connect_lazy_with(options);
+        Self::new(pool)
     }
 
     /// The connection pool's state now, for metrics.

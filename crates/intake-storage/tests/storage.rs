@@ -130,3 +130,34 @@ async fn pool_stats_count_requests_waiting_for_a_connection(pool: PgPool) {
     waiter.await.expect("task").expect("query ran once the connection was free");
     assert_eq!(store.pool_stats().waiting, 0);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn sessions_run_read_committed_whatever_the_database_default(pool: PgPool) {
+    let name: String =
+        sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.expect("name");
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'"
+    ))
+    .execute(&pool)
+    .await
+    .expect("make repeatable read the database's default");
+    let settings = PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(5) };
+    let store = Arc::new(PgStore::connect_lazy_with((*pool.connect_options()).clone(), &settings));
+    let isolation: String = sqlx::query_scalar("SHOW transaction_isolation")
+        .fetch_one(store.pool())
+        .await
+        .expect("show");
+    assert_eq!(isolation, "read committed");
+
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.ingest(&tenant("dev"), &event("raced", json!({})), new_id()).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("no serialization failure reaches the caller");
+    }
+    assert_eq!(count(&pool).await, 1);
+}
