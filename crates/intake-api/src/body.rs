@@ -12,10 +12,13 @@ use serde_json::{Map, Value};
 
 use crate::problem::ApiError;
 
-/// The body's encoding, from `Content-Encoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+/// The body's encoding, from `Content-Encoding`: the encodings a request body may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = ContentEncoding, rename_all = "lowercase")]
+pub enum Encoding {
+    /// Not compressed.
     Identity,
+    /// Gzip-compressed; the size limit applies after decompression.
     Gzip,
 }
 

@@ -11,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::Ref;
 use utoipa::{Modify, OpenApi};
 
+use crate::body::Encoding;
 use crate::problem::{FieldProblem, Problem, ProblemKind};
 use crate::routes::{self, Access, Endpoint};
 
@@ -41,7 +42,7 @@ impl Modify for BearerAuth {
         title = "intake — Event Intake API",
         description = "Validates JSON events and stores each exactly once per tenant and idempotency key."
     ),
-    components(schemas(FieldProblem, Problem)),
+    components(schemas(FieldProblem, Problem, Encoding)),
     modifiers(&BearerAuth),
     tags(
         (name = "events", description = "Ingest and read events"),

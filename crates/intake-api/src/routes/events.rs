@@ -49,13 +49,43 @@ pub(crate) struct EventInput {
     data: serde_json::Value,
 }
 
+/// An event of a batch: like a single event, but its key must be in the item (batches take no
+/// `Idempotency-Key` header).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = BatchEvent)]
+pub(crate) struct BatchEventInput {
+    /// 1–128 ASCII letters, digits and `. _ - :`, starting with a letter or digit.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        example = "user.created"
+    )]
+    event_type: String,
+    /// RFC 3339 date-time with an offset; at most `limits.max_future_skew` ahead.
+    #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
+    occurred_at: String,
+    /// 1–255 printable ASCII characters without spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$",
+        example = "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41"
+    )]
+    idempotency_key: String,
+    /// The payload: any JSON object.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
 /// A batch to ingest.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchInput {
     /// 1 to 1,000 events.
     #[schema(min_items = 1, max_items = 1000)]
-    events: Vec<EventInput>,
+    events: Vec<BatchEventInput>,
 }
 
 /// The answer to an accepted event.
@@ -93,8 +123,9 @@ impl From<&Ingested> for Accepted {
     summary = "Ingest one event",
     request_body(content = EventInput, content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "The idempotency key, instead of (or equal to) the body's"),
-        ("Content-Encoding" = Option<String>, Header, description = "gzip or identity"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 512, pattern = "^[!-~]+$",
+         description = "The idempotency key, instead of (or equal to) the body's: 1-255 printable ASCII characters without spaces, bare or as a quoted string (with \\\" and \\\\ escapes)"),
+        ("Content-Encoding" = Option<body::Encoding>, Header, description = "How the body is compressed"),
     ),
     responses(
         (status = 200, description = "Stored (or already stored: see deduplicated)", body = Accepted,
@@ -206,7 +237,7 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
     tag = "events",
     summary = "Ingest up to 1,000 events, each on its own",
     request_body(content = BatchInput, content_type = "application/json"),
-    params(("Content-Encoding" = Option<String>, Header, description = "gzip or identity")),
+    params(("Content-Encoding" = Option<body::Encoding>, Header, description = "How the body is compressed")),
     responses(
         (status = 200, description = "One result per item, in request order", body = BatchBody),
     ),
@@ -334,7 +365,7 @@ impl From<StoredEvent> for EventBody {
     path = "/v1/events/{event_id}",
     tag = "events",
     summary = "Read one event",
-    params(("event_id" = String, Path, description = "evt_ followed by 32 hex digits")),
+    params(("event_id" = String, Path, pattern = "^evt_[0-9a-f]{32}$", description = "evt_ followed by 32 hex digits")),
     responses(
         (status = 200, description = "The event", body = EventBody),
     ),
@@ -434,8 +465,10 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
     summary = "Follow the tenant's feed",
     params(
         ("limit" = Option<u16>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
-        ("cursor" = Option<String>, Query, description = "A next_cursor from an earlier page"),
-        ("event_type" = Option<String>, Query, description = "Only events of this type"),
+        ("cursor" = Option<String>, Query, min_length = 34, max_length = 34, pattern = "^[A-Za-z0-9_-]+$",
+         description = "A next_cursor from an earlier page, unchanged"),
+        ("event_type" = Option<String>, Query, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+         description = "Only events of this type"),
     ),
     responses(
         (status = 200, description = "A page of the feed", body = FeedBody),

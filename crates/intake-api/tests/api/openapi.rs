@@ -94,3 +94,38 @@ fn the_committed_document_is_current() {
         "docs/openapi.json is stale: run `make openapi`"
     );
 }
+
+#[test]
+fn the_document_states_the_limits_the_server_enforces() {
+    let doc: Value = serde_json::from_str(&intake_api::openapi::document_json()).expect("json");
+    let schemas = &doc["components"]["schemas"];
+    let mut encodings: Vec<&str> = schemas["ContentEncoding"]["enum"]
+        .as_array()
+        .expect("Content-Encoding is an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    encodings.sort_unstable();
+    assert_eq!(encodings, ["gzip", "identity"]);
+    let batch_item_required = &schemas["BatchEvent"]["required"];
+    assert!(
+        batch_item_required.as_array().is_some_and(|r| r.contains(&"idempotency_key".into())),
+        "a batch item needs its key: {batch_item_required}"
+    );
+    let parameter = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("{method} {path} documents {name}"))
+            .clone()
+    };
+    for (path, method, name, max_length) in [
+        ("/v1/events", "post", "Idempotency-Key", 512),
+        ("/v1/events", "get", "cursor", 34),
+        ("/v1/events", "get", "event_type", 128),
+    ] {
+        let schema = &parameter(path, method, name)["schema"];
+        assert_eq!(schema["maxLength"], max_length, "{name}: {schema}");
+        assert!(schema["pattern"].is_string(), "{name} has a pattern: {schema}");
+    }
+}
