@@ -1,6 +1,7 @@
 //! Storing events exactly once, and reading them back.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -297,96 +298,113 @@ impl PgStore {
         &self,
         items: &[IngestItem<'_>],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        ingest_many_on(&mut *self.acquire().await?, items).await
+        self.ingest_many_on(&mut *self.acquire().await?, items).await
     }
 }
 
-/// [`PgStore::ingest_many`] on a connection the caller holds.
-pub(crate) async fn ingest_many_on(
-    conn: &mut sqlx::PgConnection,
-    items: &[IngestItem<'_>],
-) -> Result<Vec<BatchOutcome>, StoreError> {
-    // The first item with each (tenant, key) is the one to insert; later ones are its
-    // retries.
-    let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        first_of_key.entry(item.key()).or_insert(i);
-    }
-    let mut pending: Vec<usize> = first_of_key.values().copied().collect();
-    pending.sort_unstable();
+impl PgStore {
+    /// [`PgStore::ingest_many`] on a connection the caller holds.
+    pub(crate) async fn ingest_many_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        items: &[IngestItem<'_>],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        // The first item with each (tenant, key) is the one to insert; later ones are its
+        // retries.
+        let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            first_of_key.entry(item.key()).or_insert(i);
+        }
+        let mut pending: Vec<usize> = first_of_key.values().copied().collect();
+        pending.sort_unstable();
 
-    // The holder of each first item's key, and whether this call inserted it.
-    let mut holders: Vec<Option<(KeyHolder, bool)>> = vec![None; items.len()];
-    let record = |holders: &mut Vec<Option<(KeyHolder, bool)>>,
-                  row: HolderRow,
-                  inserted: bool|
-     -> Result<(), StoreError> {
-        let first = first_of_key
-            .get(&(row.tenant_id.as_str(), row.idempotency_key.as_str()))
-            .ok_or_else(|| StoreError::Unknown(anyhow!("a row for a key not asked for")))?;
-        holders[*first] = Some((row.holder()?, inserted));
-        Ok(())
-    };
-    for _ in 0..INGEST_ATTEMPTS {
-        if pending.is_empty() {
-            break;
-        }
-        let batch: Vec<&IngestItem<'_>> = pending.iter().map(|&i| &items[i]).collect();
-        let inserted: Result<Vec<HolderRow>, sqlx::Error> = sqlx::query_as(INGEST_MANY)
-            .bind(batch.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|i| i.id.as_uuid()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|i| i.event.idempotency_key().as_str()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|i| i.event.event_type().as_str()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|i| i.event.occurred_at().as_utc()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|i| i.event.data().canonical_json()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|i| &i.event.fingerprint().as_bytes()[..]).collect::<Vec<_>>())
-            .fetch_all(&mut *conn)
-            .await;
-        // Statements of this kind lock rows in one order, but a single-event insert or
-        // another writer of the database may not: when PostgreSQL aborts this statement as
-        // a deadlock, it did nothing, and it is run again.
-        let inserted = match inserted {
-            Err(e) if is_deadlock(&e) => continue,
-            other => other.map_err(classify)?,
+        // The holder of each first item's key, and whether this call inserted it.
+        let mut holders: Vec<Option<(KeyHolder, bool)>> = vec![None; items.len()];
+        let record = |holders: &mut Vec<Option<(KeyHolder, bool)>>,
+                      row: HolderRow,
+                      inserted: bool|
+         -> Result<(), StoreError> {
+            let first =
+                first_of_key
+                    .get(&(row.tenant_id.as_str(), row.idempotency_key.as_str()))
+                    .ok_or_else(|| StoreError::Unknown(anyhow!("a row for a key not asked for")))?;
+            holders[*first] = Some((row.holder()?, inserted));
+            Ok(())
         };
-        for row in inserted {
-            record(&mut holders, row, true)?;
-        }
-        let skipped: Vec<&IngestItem<'_>> =
-            pending.iter().filter(|&&i| holders[i].is_none()).map(|&i| &items[i]).collect();
-        if !skipped.is_empty() {
-            let rows: Vec<HolderRow> = sqlx::query_as(KEY_HOLDERS)
-                .bind(skipped.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
+        for _ in 0..INGEST_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let batch: Vec<&IngestItem<'_>> = pending.iter().map(|&i| &items[i]).collect();
+            let inserted: Result<Vec<HolderRow>, sqlx::Error> = sqlx::query_as(INGEST_MANY)
+                .bind(batch.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.id.as_uuid()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.idempotency_key().as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.event_type().as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.occurred_at().as_utc()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|i| i.event.data().canonical_json()).collect::<Vec<_>>())
                 .bind(
-                    skipped.iter().map(|i| i.event.idempotency_key().as_str()).collect::<Vec<_>>(),
+                    batch.iter().map(|i| &i.event.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
                 )
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(classify)?;
-            for row in rows {
-                record(&mut holders, row, false)?;
+                .await;
+            // Statements of this kind lock rows in one order, but a single-event insert or
+            // another writer of the database may not: when PostgreSQL aborts this statement as
+            // a deadlock, it did nothing, and it is run again.
+            let inserted = match inserted {
+                Err(e) if is_deadlock(&e) => {
+                    self.deadlocks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        "an ingest statement was chosen as a deadlock victim; running it again"
+                    );
+                    // Jittered, so that two victims do not meet again at once.
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=20))).await;
+                    continue;
+                }
+                other => other.map_err(classify)?,
+            };
+            for row in inserted {
+                record(&mut holders, row, true)?;
             }
+            let skipped: Vec<&IngestItem<'_>> =
+                pending.iter().filter(|&&i| holders[i].is_none()).map(|&i| &items[i]).collect();
+            if !skipped.is_empty() {
+                let rows: Vec<HolderRow> = sqlx::query_as(KEY_HOLDERS)
+                    .bind(skipped.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        skipped
+                            .iter()
+                            .map(|i| i.event.idempotency_key().as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(classify)?;
+                for row in rows {
+                    record(&mut holders, row, false)?;
+                }
+            }
+            pending.retain(|&i| holders[i].is_none());
         }
-        pending.retain(|&i| holders[i].is_none());
-    }
-    if !pending.is_empty() {
-        return Err(StoreError::Unknown(anyhow!(
-            "{} keys have no row after {INGEST_ATTEMPTS} attempts to insert them",
-            pending.len()
-        )));
-    }
+        if !pending.is_empty() {
+            return Err(StoreError::Unknown(anyhow!(
+                "{} keys have no row after {INGEST_ATTEMPTS} attempts to insert them",
+                pending.len()
+            )));
+        }
 
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let first = first_of_key.get(&item.key()).copied().unwrap_or(i);
-            let (holder, inserted_now) = holders[first]
-                .as_ref()
-                .ok_or_else(|| StoreError::Unknown(anyhow!("no holder for a key")))?;
-            // Only the first item with a key can have created its row.
-            let created = *inserted_now && first == i;
-            Ok(holder.outcome_for(item.event, created))
-        })
-        .collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let first = first_of_key.get(&item.key()).copied().unwrap_or(i);
+                let (holder, inserted_now) = holders[first]
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Unknown(anyhow!("no holder for a key")))?;
+                // Only the first item with a key can have created its row.
+                let created = *inserted_now && first == i;
+                Ok(holder.outcome_for(item.event, created))
+            })
+            .collect()
+    }
 }

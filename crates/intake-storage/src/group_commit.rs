@@ -32,7 +32,6 @@ use tokio::task::JoinHandle;
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 
-use crate::events::ingest_many_on;
 use crate::{IngestItem, PgStore};
 
 /// How single events are grouped; configured under `[group_commit]`.
@@ -233,7 +232,7 @@ async fn commit(
     let waited: u128 = group.iter().map(|p| started.duration_since(p.queued_at).as_micros()).sum();
     let items: Vec<IngestItem<'_>> =
         group.iter().map(|p| IngestItem { tenant: &p.tenant, event: &p.event, id: p.id }).collect();
-    let stored = ingest_many_on(&mut conn, &items).await;
+    let stored = store.ingest_many_on(&mut conn, &items).await;
     drop(items);
     let took = started.elapsed().as_micros();
     counters.statement_micros.fetch_add(u64::try_from(took).unwrap_or(u64::MAX), Ordering::Relaxed);

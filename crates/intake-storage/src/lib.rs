@@ -10,7 +10,7 @@ mod group_commit;
 mod health;
 mod tokens;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Requests waiting for a connection now (sqlx does not count them).
     waiting: Arc<AtomicU32>,
+    /// Ingest statements PostgreSQL aborted as deadlock victims (and that were run again).
+    deadlocks: Arc<AtomicU64>,
 }
 
 /// Counts a request as waiting for a connection while it lives.
@@ -76,7 +78,7 @@ impl Drop for Waiting<'_> {
 impl PgStore {
     /// Wraps an existing pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, waiting: Arc::new(AtomicU32::new(0)) }
+        Self { pool, waiting: Arc::new(AtomicU32::new(0)), deadlocks: Arc::new(AtomicU64::new(0)) }
     }
 
     /// A connection from the pool, counted as waiting until it arrives; a pool that cannot
@@ -108,6 +110,12 @@ impl PgStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
         Self::new(pool)
+    }
+
+    /// How many ingest statements PostgreSQL has aborted as deadlock victims so far. Rows are
+    /// locked in one order, so this stays 0 unless something outside intake writes events.
+    pub fn deadlocks(&self) -> u64 {
+        self.deadlocks.load(Ordering::Relaxed)
     }
 
     /// The connection pool's state now, for metrics.

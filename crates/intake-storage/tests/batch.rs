@@ -93,3 +93,35 @@ async fn batches_sharing_keys_in_opposite_orders_all_succeed(pool: PgPool) {
     }
     assert_eq!(count(&pool).await, 200);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn twelve_batches_drawing_one_key_set_in_random_orders_all_succeed(pool: PgPool) {
+    // A connection per batch, so that all twelve run at once.
+    let settings = intake_storage::PoolSettings {
+        max_connections: 12,
+        acquire_timeout: std::time::Duration::from_secs(30),
+    };
+    let store = Arc::new(PgStore::connect_lazy_with((*pool.connect_options()).clone(), &settings));
+    let mut tasks = Vec::new();
+    for seed in 0..12u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut order: Vec<usize> = (0..400).collect();
+            fastrand::Rng::with_seed(seed).shuffle(&mut order);
+            let items: Vec<_> =
+                order.iter().map(|i| item(&format!("shared-{i}"), json!({"i": i}))).collect();
+            store.ingest_batch(&tenant("acme"), &items).await
+        }));
+    }
+    let started = std::time::Instant::now();
+    let mut created = 0;
+    for task in tasks {
+        let outcomes = task.await.expect("task").expect("no batch fails");
+        assert!(outcomes.iter().all(|o| matches!(o, BatchOutcome::Stored(_))));
+        created += outcomes.iter().filter(|o| !stored(o).deduplicated).count();
+    }
+    assert_eq!(created, 400, "each key created once across the batches");
+    assert_eq!(store.deadlocks(), 0, "rows are locked in one order: no deadlock to retry");
+    assert_eq!(count(&pool).await, 400);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+}
