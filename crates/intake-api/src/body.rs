@@ -108,7 +108,11 @@ async fn read_all(
     }
     match encoding {
         Encoding::Identity => Ok(raw),
-        Encoding::Gzip => gunzip_limited(&raw, limit),
+        // Inflating megabytes takes tens of milliseconds of CPU: a blocking thread does it, so
+        // the worker keeps serving other connections meanwhile.
+        Encoding::Gzip => web::block(move || gunzip_limited(&raw, limit))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("inflating a body: {e}")))?,
     }
 }
 

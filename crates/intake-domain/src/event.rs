@@ -245,9 +245,11 @@ impl EventData {
         };
         inspect(&map, limits)?;
         // serde_json's map keeps keys sorted (the `preserve_order` feature is off), so equal
-        // values are written identically; a test guards that assumption. Writing a map of
-        // JSON values cannot fail.
-        let json = serde_json::to_string(&map).unwrap_or_default();
+        // values are written identically; a test guards that assumption. The fingerprint hashes
+        // this text, so a failure to write it is an error, never an empty text.
+        let json = serde_json::to_string(&map).map_err(|e| {
+            FieldError::new("data", ErrorCode::InvalidType, format!("data cannot be written: {e}"))
+        })?;
         Ok(Self { map, json })
     }
 
