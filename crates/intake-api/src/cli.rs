@@ -99,7 +99,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<()> {
-    let backend = Backend::from_settings(settings)?;
+    let backend = Backend::connect(settings, None)?;
     let store = backend.tokens.clone();
     let done = tokens_on(store.as_ref(), command).await;
     (backend.close)().await;

@@ -89,9 +89,18 @@ impl Backend {
     /// The PostgreSQL backend the settings name; connects lazily, so that the server starts
     /// (and later recovers) while the database is down.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        Self::connect(settings, settings.group_commit.settings())
+    }
+
+    /// The PostgreSQL backend the settings name, grouping single events only when
+    /// `group_commit` is given (a command that ingests nothing starts no writers).
+    pub fn connect(
+        settings: &Settings,
+        group_commit: Option<GroupCommitSettings>,
+    ) -> anyhow::Result<Self> {
         let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
             .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
-        Ok(Self::postgres(store, settings.group_commit.settings()))
+        Ok(Self::postgres(store, group_commit))
     }
 }
 

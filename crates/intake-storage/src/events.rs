@@ -203,26 +203,7 @@ impl EventStore for PgStore {
         event: &NewEvent,
         new_id: EventId,
     ) -> Result<Ingested, IngestError> {
-        for _ in 0..INGEST_ATTEMPTS {
-            let row: Option<IngestRow> = sqlx::query_as(INGEST)
-                .bind(new_id.as_uuid())
-                .bind(tenant.as_str())
-                .bind(event.idempotency_key().as_str())
-                .bind(event.event_type().as_str())
-                .bind(event.occurred_at().as_utc())
-                .bind(event.data().canonical_json())
-                .bind(&event.fingerprint().as_bytes()[..])
-                .fetch_optional(&mut *self.acquire().await?)
-                .await
-                .map_err(classify)?;
-            let Some(row) = row else {
-                continue;
-            };
-            return row.holder.holder()?.outcome_for(event, row.inserted).into_result();
-        }
-        Err(IngestError::Unknown(anyhow!(
-            "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
-        )))
+        self.ingest_on(&mut *self.acquire().await?, tenant, event, new_id).await
     }
 
     async fn ingest_batch(
@@ -303,6 +284,36 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// [`EventStore::ingest`] on a connection the caller holds.
+    pub(crate) async fn ingest_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        tenant: &TenantId,
+        event: &NewEvent,
+        new_id: EventId,
+    ) -> Result<Ingested, IngestError> {
+        for _ in 0..INGEST_ATTEMPTS {
+            let row: Option<IngestRow> = sqlx::query_as(INGEST)
+                .bind(new_id.as_uuid())
+                .bind(tenant.as_str())
+                .bind(event.idempotency_key().as_str())
+                .bind(event.event_type().as_str())
+                .bind(event.occurred_at().as_utc())
+                .bind(event.data().canonical_json())
+                .bind(&event.fingerprint().as_bytes()[..])
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(classify)?;
+            let Some(row) = row else {
+                continue;
+            };
+            return row.holder.holder()?.outcome_for(event, row.inserted).into_result();
+        }
+        Err(IngestError::Unknown(anyhow!(
+            "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
+        )))
+    }
+
     /// [`PgStore::ingest_many`] on a connection the caller holds.
     pub(crate) async fn ingest_many_on(
         &self,

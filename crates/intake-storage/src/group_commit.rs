@@ -255,11 +255,14 @@ async fn commit(
         Err(error) => {
             counters.fallbacks.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, events = group.len(), "a group failed; storing its events one by one");
+            let mut usable = true;
             for pending in group.drain(..) {
-                let result = store.ingest(&pending.tenant, &pending.event, pending.id).await;
+                let result =
+                    store.ingest_on(&mut conn, &pending.tenant, &pending.event, pending.id).await;
+                usable &= !matches!(result, Err(IngestError::Unavailable(_)));
                 let _ = pending.answer.send(result);
             }
-            Some(conn)
+            usable.then_some(conn)
         }
     }
 }

@@ -4,8 +4,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use intake_domain::event::json_type_name;
 use intake_domain::{
-    BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, Ingested, NewEvent,
-    StoredEvent,
+    BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
+    NewEvent, StoredEvent,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -299,14 +299,15 @@ pub(crate) async fn ingest_batch(
             BatchOutcome::Stored(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
             BatchOutcome::KeyReused { original } => ItemResult::Rejected {
                 status: "error",
-                errors: vec![FieldProblem {
-                    field: "idempotency_key".into(),
-                    code: ErrorCode::IdempotencyKeyReused.as_str(),
-                    message: format!(
+                errors: vec![FieldError::new(
+                    "idempotency_key",
+                    ErrorCode::IdempotencyKeyReused,
+                    format!(
                         "idempotency key already used for event {original} with a different \
                          payload"
                     ),
-                }],
+                )
+                .into()],
                 event_id: Some(original.to_string()),
             },
         });
