@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod connection;
 pub mod cursor;
 pub mod metrics;
 pub mod openapi;

@@ -59,6 +59,7 @@ pub struct Metrics {
     group_statement_micros: IntCounter,
     group_queued_micros: IntCounter,
     queued: IntGauge,
+    refused_before_routing: IntCounterVec,
     storage: StorageGauge,
 }
 
@@ -126,6 +127,15 @@ impl Metrics {
         )?;
         let queued =
             IntGauge::new("intake_ingest_queued_events", "Single events waiting for a writer.")?;
+        let refused_before_routing = IntCounterVec::new(
+            Opts::new(
+                "intake_http_refused_before_routing_total",
+                "Requests the HTTP layer refused before routing (malformed, headers too large, \
+                 head too slow), by status.",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(refused_before_routing.clone()))?;
         registry.register(Box::new(group_statement_micros.clone()))?;
         registry.register(Box::new(group_queued_micros.clone()))?;
         registry.register(Box::new(groups.clone()))?;
@@ -156,6 +166,7 @@ impl Metrics {
             group_statement_micros,
             group_queued_micros,
             queued,
+            refused_before_routing,
             storage,
         })
     }
@@ -166,6 +177,11 @@ impl Metrics {
         let labels = [method, route, status.as_str()];
         self.requests.with_label_values(&labels).inc();
         self.latency.with_label_values(&labels).observe(seconds);
+    }
+
+    /// Counts a request the HTTP layer refused before routing.
+    pub fn count_malformed(&self, status: u16) {
+        self.refused_before_routing.with_label_values(&[status.to_string().as_str()]).inc();
     }
 
     /// Counts `n` events with an outcome.

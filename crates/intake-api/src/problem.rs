@@ -197,12 +197,14 @@ kinds! {
     VALIDATION_FAILED = "validation-failed", 400, "Invalid event";
     INVALID_QUERY = "invalid-query", 400, "Invalid query parameters";
     INVALID_BATCH = "invalid-batch", 400, "Invalid batch";
+    MALFORMED_REQUEST = "malformed-request", 400, "Malformed HTTP request";
     UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
     FORBIDDEN = "forbidden", 403, "Token lacks a scope";
     NOT_FOUND = "not-found", 404, "Not found";
     METHOD_NOT_ALLOWED = "method-not-allowed", 405, "Method not allowed";
-    REQUEST_TIMEOUT = "request-timeout", 408, "Body too slow";
+    REQUEST_TIMEOUT = "request-timeout", 408, "Request too slow";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "Body too large";
+    HEADERS_TOO_LARGE = "headers-too-large", 431, "Request headers too large";
     UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type", 415, "Unsupported Content-Type";
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
@@ -270,6 +272,25 @@ pub struct Problem<'a> {
     event_id: Option<String>,
 }
 
+impl Problem<'_> {
+    fn new(kind: ProblemKind, detail: String, request_id: String) -> Self {
+        Self {
+            r#type: kind.type_uri(),
+            title: kind.title,
+            status: kind.status,
+            detail,
+            request_id,
+            errors: None,
+            event_id: None,
+        }
+    }
+}
+
+/// The JSON of a problem answered outside the application (by the connection layer).
+pub fn document(kind: ProblemKind, detail: String, request_id: String) -> Vec<u8> {
+    serde_json::to_vec(&Problem::new(kind, detail, request_id)).unwrap_or_default()
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.kind().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -282,13 +303,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let status = self.status_code();
-        let kind = self.kind();
         let problem = Problem {
-            r#type: kind.type_uri(),
-            title: kind.title,
-            status: status.as_u16(),
-            detail: self.to_string(),
-            request_id: request_context::current_request_id(),
             errors: match self {
                 Self::Validation(errors) | Self::InvalidQuery(errors) => Some(errors),
                 _ => None,
@@ -297,6 +312,7 @@ impl ResponseError for ApiError {
                 Self::KeyReused { original } => Some(original.to_string()),
                 _ => None,
             },
+            ..Problem::new(self.kind(), self.to_string(), request_context::current_request_id())
         };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));

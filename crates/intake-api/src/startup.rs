@@ -5,15 +5,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::{HttpService, Protocol};
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{fn_service, AppConfig, Server};
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use intake_domain::{EventStore, HealthCheck, TokenStore};
 use intake_storage::{GroupCommit, GroupCommitSettings, PgStore};
 
 use crate::auth::Authenticator;
+use crate::connection::Explainer;
 use crate::metrics::{Metrics, StorageGauge, StorageStats};
 use crate::request_context;
 use crate::routes::{self, OpenApiJson};
@@ -151,6 +154,53 @@ pub fn app(
         .configure(routes::configure)
 }
 
+/// actix-web's `HttpServer`, assembled from its parts so that each accepted stream passes
+/// through the connection layer (see [`crate::connection`]) first.
+fn serve(
+    listener: TcpListener,
+    data: AppData,
+    settings: &crate::settings::ServerSettings,
+) -> anyhow::Result<Server> {
+    let address = listener.local_addr()?;
+    let head_timeout = Duration::from_millis(settings.client_request_timeout_ms);
+    let explainer =
+        Explainer::new(data.metrics.get_ref().clone(), settings.client_request_timeout_ms);
+    let mut builder = actix_server::Server::build().shutdown_timeout(settings.shutdown_grace_secs);
+    if settings.workers > 0 {
+        builder = builder.workers(settings.workers);
+    }
+    // Lets idle keep-alive connections close as soon as a graceful shutdown starts.
+    let shutdown = builder.graceful_shutdown_signal();
+    let builder = builder.listen("intake", listener, move || {
+        let explainer = explainer.clone();
+        let shutdown = shutdown.clone();
+        let data = data.clone();
+        let http = HttpService::build()
+            .client_request_timeout(head_timeout)
+            // As HttpServer does: after an early answer (a 413 before the body, say), keep
+            // reading for a second so the client sees the answer rather than a reset.
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .graceful_shutdown_signal(move || {
+                let shutdown = shutdown.clone();
+                async move { shutdown.notified().await }
+            })
+            .local_addr(address)
+            .finish(map_config(
+                app(data).into_factory().map_err(|err| err.error_response()),
+                // The host and address in it only serve URL generation, which intake does not use.
+                |_| AppConfig::default(),
+            ));
+        fn_service(move |io: actix_web::rt::net::TcpStream| {
+            let _ = io.set_nodelay(true);
+            let peer = io.peer_addr().ok();
+            let io = explainer.guard(io);
+            async move { Ok::<_, actix_http::error::DispatchError>((io, Protocol::Http1, peer)) }
+        })
+        .and_then(http)
+    })?;
+    Ok(builder.run())
+}
+
 /// A running server: its port, and a future that ends when it stops.
 pub struct Application {
     port: u16,
@@ -179,15 +229,7 @@ impl Application {
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;
         let port = listener.local_addr()?.port();
-        let mut server = HttpServer::new(move || app(data.clone()))
-            .client_request_timeout(Duration::from_millis(
-                settings.server.client_request_timeout_ms,
-            ))
-            .shutdown_timeout(settings.server.shutdown_grace_secs);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server = server.listen(listener)?.run();
+        let server = serve(listener, data, &settings.server)?;
         Ok(Self { port, server, close: backend.close })
     }
 

@@ -14,6 +14,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("telemetry", 0),
     ("auth", 1),
     ("body", 1),
+    ("connection", 1),
     ("state", 2),
     ("routes", 3),
     ("routes::events", 3),

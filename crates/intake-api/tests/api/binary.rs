@@ -310,3 +310,24 @@ async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPoo
     let want: Vec<String> = (0..8).map(|i| format!("inflight-{i}")).collect();
     assert_eq!(keys, want, "every answered event is stored, the late one is not");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn requests_refused_before_routing_are_counted_not_logged_as_errors(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = ServeProcess::start(&database_url(&pool).await, None).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        stream.write_all(b"GARBAGE\r\n\r\n").await.expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        assert!(answer.starts_with(b"HTTP/1.1 400 "), "{}", String::from_utf8_lossy(&answer));
+    }
+    let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("intake_http_refused_before_routing_total{status=\"400\"} 20"), "{text}");
+    server.sigterm();
+    let (exit, logs) = server.wait();
+    assert!(exit.success(), "exit {exit:?}; logs: {logs}");
+    assert!(!logs.contains("ERROR"), "a client can write ERROR lines at will: {logs}");
+}

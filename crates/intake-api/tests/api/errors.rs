@@ -239,3 +239,71 @@ async fn values_postgres_cannot_store_are_400_not_500(pool: PgPool) {
     }
     assert_eq!(app.event_count().await, 0);
 }
+
+/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
+async fn raw_exchange(address: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    // The server may answer and close before it has read everything (a header block over the
+    // limit); a failed write is then expected, and the answer is still there to read.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await;
+    assert!(read.is_ok(), "no answer within 5 s to {:?}", String::from_utf8_lossy(request));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn requests_the_http_layer_refuses_are_problems_with_a_request_id(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let huge_header =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000));
+    let many_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+    );
+    let cases: [(&str, &[u8], u16, &str); 6] = [
+        ("a request line that is not HTTP", b"GARBAGE\r\n\r\n", 400, "malformed-request"),
+        (
+            "a Content-Length that is not a number",
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+            400,
+            "malformed-request",
+        ),
+        (
+            "Content-Length beside Transfer-Encoding",
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "malformed-request",
+        ),
+        (
+            "a header name with a space",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+            400,
+            "malformed-request",
+        ),
+        ("a header over the limit", huge_header.as_bytes(), 431, "headers-too-large"),
+        ("too many header fields", many_headers.as_bytes(), 431, "headers-too-large"),
+    ];
+    for (what, request, status, slug) in cases {
+        let answer = raw_exchange(&app.address, request).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {answer}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("content-type: application/problem+json"), "{what}: {answer}");
+        let problem: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {answer}"));
+        assert_eq!(problem["type"], format!("/docs/troubleshooting#{slug}"), "{what}");
+        assert_eq!(problem["status"], status, "{what}");
+        let id = problem["request_id"].as_str().expect("a request id");
+        assert!(head.contains(&format!("x-request-id: {id}")), "{what}: {answer}");
+    }
+    // The server is no worse for it.
+    let response = reqwest::get(format!("{}/healthz", app.address)).await.expect("healthz");
+    assert_eq!(response.status(), 200);
+}
