@@ -1,8 +1,7 @@
 //! The `intake` binary itself: its commands against the test's database, and `serve` as a
 //! process (logs, SIGTERM).
 
-use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,30 +10,8 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{config_dir, free_port, DEV_TOKEN};
-
-/// The URL of the database a `#[sqlx::test]` pool is connected to.
-async fn database_url(pool: &PgPool) -> String {
-    let name: String =
-        sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.expect("name");
-    with_database(&name)
-}
-
-/// DATABASE_URL (the test server) with another database name.
-fn with_database(name: &str) -> String {
-    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let (base, query) = match server.split_once('?') {
-        Some((base, query)) => (base.to_owned(), format!("?{query}")),
-        None => (server.clone(), String::new()),
-    };
-    let base = base.trim_end_matches('/');
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let server_part = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{server_part}/{name}{query}")
-}
+use crate::helpers::{config_dir, DEV_TOKEN};
+use crate::process::{database_url, with_database, ServeProcess};
 
 fn intake(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_intake"))
@@ -130,62 +107,6 @@ async fn migrate_creates_the_database_and_is_safe_to_run_twice(pool: PgPool) {
     assert_eq!(applied as usize, intake_storage::MIGRATOR.iter().count());
     <sqlx::PgConnection as sqlx::Connection>::close(conn).await.expect("close");
     sqlx::query(&format!("DROP DATABASE {name}")).execute(&pool).await.expect("drop");
-}
-
-/// `intake serve` as a child process on a free port.
-struct ServeProcess {
-    child: std::process::Child,
-    base: String,
-}
-
-impl ServeProcess {
-    /// Starts the server against `url` (with RUST_LOG set to `log_filter`, if given) and waits
-    /// until it answers.
-    async fn start(url: &str, log_filter: Option<&str>) -> Self {
-        let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
-        command
-            .arg("serve")
-            .env("DATABASE_URL", url)
-            .env("INTAKE_CONFIG_DIR", config_dir())
-            .env("INTAKE__SERVER__PORT", port.to_string())
-            .env_remove("INTAKE_ENV")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(filter) = log_filter {
-            command.env("RUST_LOG", filter);
-        }
-        let child = command.spawn().expect("serve starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "the server never answered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn sigterm(&self) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-    }
-
-    /// Waits for the process to exit; its exit status and everything it logged.
-    fn wait(mut self) -> (std::process::ExitStatus, String) {
-        let exit = self.child.wait().expect("exits");
-        let mut logs = String::new();
-        self.child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("read logs");
-        (exit, logs)
-    }
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]

@@ -3,10 +3,13 @@
 mod auth;
 mod batch;
 mod binary;
+mod crash;
 mod errors;
 mod helpers;
 mod ingest;
+mod load;
 mod openapi;
 mod ops;
 mod outage;
+mod process;
 mod read;
