@@ -11,6 +11,7 @@ use intake_api::startup::Application;
 use serde_json::Value;
 
 use crate::helpers::{expect_problem, free_port, local_settings, quick_start_event, TestApp};
+use crate::load::{assert_stored_exactly_once, post_with_retries};
 
 /// A throwaway cluster in a temporary folder, stopped and removed when dropped.
 struct PrivateCluster {
@@ -194,4 +195,59 @@ async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
     let ready = app.client.get(app.url("/readyz")).send().await.expect("sent");
     assert_eq!(ready.status(), 200);
     assert_eq!(app.event_count().await, 2);
+}
+
+#[tokio::test]
+async fn a_database_restart_under_load_gives_only_503s_and_loses_nothing_acknowledged() {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 150;
+    let cluster = PrivateCluster::create();
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("connect to the private cluster");
+    intake_storage::migrate(&pool).await.expect("migrate");
+    pool.close().await;
+
+    let mut settings = local_settings();
+    settings.database.url = cluster.url();
+    settings.database.acquire_timeout_ms = 1000;
+    let app = Application::build(&settings).expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let load = tokio::spawn({
+        let base = base.clone();
+        async move {
+            post_with_retries(&base, CLIENTS, PER_CLIENT, "restart", Duration::from_secs(120)).await
+        }
+    });
+
+    let observer = sqlx::PgPool::connect_lazy(&cluster.url()).expect("lazy pool");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored(&observer).await < 200 {
+        assert!(Instant::now() < deadline, "the load made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    observer.close().await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.start();
+    let outcome = load.await.expect("load");
+
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("reconnect");
+    let rows = assert_stored_exactly_once(&pool, "restart", &outcome).await;
+    println!(
+        "database restart: {} keys, {} requests sent, refusals {:?}, {} acknowledged, {} rows",
+        CLIENTS * PER_CLIENT,
+        outcome.sent,
+        outcome.refusals,
+        outcome.acknowledged.len(),
+        rows
+    );
+    assert_eq!(outcome.unanswered, 0, "the server stayed up and answered every request");
+    assert!(outcome.unexpected_refusals().is_empty(), "only 503s: {:?}", outcome.refusals);
+    assert!(!outcome.refusals.is_empty(), "the outage never reached a request");
+    assert_eq!(outcome.without_retry_after, 0, "every 503 carries Retry-After");
+    assert_eq!(outcome.acknowledged.len(), CLIENTS * PER_CLIENT, "every key acknowledged");
+}
+
+async fn stored(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap_or(0)
 }
