@@ -5,7 +5,8 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::{
-    expect_problem, quick_start_event, spawn_app, spawn_app_without_database, DEV_TOKEN,
+    expect_problem, quick_start_event, raw_exchange, spawn_app, spawn_app_without_database,
+    DEV_TOKEN,
 };
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -238,23 +239,6 @@ async fn values_postgres_cannot_store_are_400_not_500(pool: PgPool) {
         assert_eq!(problem["errors"][0]["code"], code, "for {data}");
     }
     assert_eq!(app.event_count().await, 0);
-}
-
-/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
-async fn raw_exchange(address: &str, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://"))
-        .await
-        .expect("connect");
-    // The server may answer and close before it has read everything (a header block over the
-    // limit); a failed write is then expected, and the answer is still there to read.
-    let _ = stream.write_all(request).await;
-    let mut answer = Vec::new();
-    let read =
-        tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer))
-            .await;
-    assert!(read.is_ok(), "no answer within 5 s to {:?}", String::from_utf8_lossy(request));
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]

@@ -153,3 +153,20 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.write_all(bytes).expect("compress");
     encoder.finish().expect("compress")
 }
+
+/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
+pub async fn raw_exchange(address: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    // The server may answer and close before it has read everything (a header block over the
+    // limit); a failed write is then expected, and the answer is still there to read.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await;
+    assert!(read.is_ok(), "no answer within 5 s to {:?}", String::from_utf8_lossy(request));
+    String::from_utf8_lossy(&answer).into_owned()
+}

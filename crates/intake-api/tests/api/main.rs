@@ -13,3 +13,4 @@ mod ops;
 mod outage;
 mod process;
 mod read;
+mod security;
