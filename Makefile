@@ -7,10 +7,11 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools compose-check
+.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools compose-check schemathesis fuzz
 
-# A real OpenAPI validator for the tests, in a virtualenv of its own.
+# A real OpenAPI validator and schemathesis for the tests, in a virtualenv of their own.
 VALIDATOR := $(CURDIR)/.tmp/venv/bin/openapi-spec-validator
+SCHEMATHESIS := $(CURDIR)/.tmp/venv/bin/schemathesis
 
 ## Serve on 127.0.0.1:8080 with the local profile (dev token test_123, tenant dev).
 run:
@@ -24,13 +25,22 @@ run:
 
 ## Formatting, lints, then every test against a real PostgreSQL.
 test: fmt-check lint tools
-	INTAKE_OPENAPI_VALIDATOR=$(VALIDATOR) scripts/db with $(CARGO) test --workspace --no-fail-fast
+	INTAKE_OPENAPI_VALIDATOR=$(VALIDATOR) INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) \
+	  scripts/db with $(CARGO) test --workspace --no-fail-fast
 
-## Installs what the tests use beyond cargo: openapi-spec-validator (from PyPI, into .tmp/venv).
-tools: $(VALIDATOR)
-$(VALIDATOR):
+## Installs what the tests use beyond cargo: openapi-spec-validator and schemathesis (from PyPI,
+## into .tmp/venv).
+tools: $(VALIDATOR) $(SCHEMATHESIS)
+$(VALIDATOR) $(SCHEMATHESIS) &:
+	@python3 -m venv --help >/dev/null 2>&1 || { echo "make tools needs python3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	python3 -m venv $(CURDIR)/.tmp/venv
-	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator pyyaml
+	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator pyyaml schemathesis
+
+## A long schemathesis run (EXAMPLES per operation and phase; make test runs 25).
+EXAMPLES ?= 1000
+schemathesis: tools
+	INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) INTAKE_SCHEMATHESIS_EXAMPLES=$(EXAMPLES) \
+	  scripts/db with $(CARGO) test -p intake-api --test api schema_driven -- --nocapture
 
 ## Validates docker-compose.yml (no Docker engine needed): the schema, then the stack's shape.
 compose-check: tools

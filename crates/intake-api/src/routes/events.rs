@@ -38,6 +38,7 @@ pub(crate) struct EventInput {
     /// 1–255 printable ASCII characters without spaces; may come in the Idempotency-Key header
     /// instead.
     #[schema(
+        nullable = false,
         min_length = 1,
         max_length = 255,
         pattern = "^[!-~]+$",
@@ -123,9 +124,9 @@ impl From<&Ingested> for Accepted {
     summary = "Ingest one event",
     request_body(content = EventInput, content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 512, pattern = "^[!-~]+$",
-         description = "The idempotency key, instead of (or equal to) the body's: 1-255 printable ASCII characters without spaces, bare or as a quoted string (with \\\" and \\\\ escapes)"),
-        ("Content-Encoding" = Option<body::Encoding>, Header, description = "How the body is compressed"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 257, pattern = "^[!-~]+$",
+         description = "The idempotency key, instead of (or equal to) the body's: 1-255 printable ASCII characters without spaces, bare or as a quoted string (with \\\" and \\\\ escapes; the document allows 257 characters as sent, a bare key or a quoted one without escapes)"),
+        ("Content-Encoding" = Option<body::Encoding>, Header, nullable = false, description = "How the body is compressed"),
     ),
     responses(
         (status = 200, description = "Stored (or already stored: see deduplicated)", body = Accepted,
@@ -237,7 +238,7 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
     tag = "events",
     summary = "Ingest up to 1,000 events, each on its own",
     request_body(content = BatchInput, content_type = "application/json"),
-    params(("Content-Encoding" = Option<body::Encoding>, Header, description = "How the body is compressed")),
+    params(("Content-Encoding" = Option<body::Encoding>, Header, nullable = false, description = "How the body is compressed")),
     responses(
         (status = 200, description = "One result per item, in request order", body = BatchBody),
     ),

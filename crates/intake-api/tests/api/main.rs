@@ -13,4 +13,5 @@ mod ops;
 mod outage;
 mod process;
 mod read;
+mod schema_driven;
 mod security;

@@ -120,7 +120,7 @@ fn the_document_states_the_limits_the_server_enforces() {
             .clone()
     };
     for (path, method, name, max_length) in [
-        ("/v1/events", "post", "Idempotency-Key", 512),
+        ("/v1/events", "post", "Idempotency-Key", 257),
         ("/v1/events", "get", "cursor", 34),
         ("/v1/events", "get", "event_type", 128),
     ] {
