@@ -42,6 +42,11 @@ schemathesis: tools
 	INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) INTAKE_SCHEMATHESIS_EXAMPLES=$(EXAMPLES) \
 	  scripts/db with $(CARGO) test -p intake-api --test api schema_driven -- --nocapture
 
+## A long fuzzing run of the request parsers (CASES requests; make test runs 3,000).
+CASES ?= 200000
+fuzz:
+	INTAKE_FUZZ_CASES=$(CASES) $(CARGO) test -p intake-api --test fuzz -- --nocapture
+
 ## Validates docker-compose.yml (no Docker engine needed): the schema, then the stack's shape.
 compose-check: tools
 	@command -v docker-compose >/dev/null || { echo "compose-check needs docker-compose (Debian: apt-get install docker-compose)" >&2; exit 1; }
