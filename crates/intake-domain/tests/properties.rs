@@ -138,4 +138,24 @@ proptest! {
         let (fa, fb) = (valid(a, "2025-12-22T10:30:00Z"), valid(b, "2025-12-22T10:30:00Z"));
         prop_assert_eq!(fa.fingerprint() == fb.fingerprint(), same);
     }
+
+    #[test]
+    fn normalising_a_normalised_event_changes_nothing(
+        data in prop::collection::btree_map("[^\\x00]{1,6}", storable_json(), 0..6),
+        offset_minutes in -(14 * 60)..=(14 * 60i32),
+        seconds_ago in 0..(10 * 365 * 86_400i64),
+    ) {
+        let data = Value::Object(data.into_iter().collect());
+        let instant = now() - chrono::Duration::seconds(seconds_ago);
+        let zone = chrono::FixedOffset::east_opt(offset_minutes * 60).expect("offset in range");
+        let first = valid(data, &instant.with_timezone(&zone).to_rfc3339());
+        // The normal form: UTC instant, data as its canonical text.
+        let normal_data: Value =
+            serde_json::from_str(first.data().canonical_json()).expect("canonical JSON");
+        let again = valid(normal_data.clone(), &first.occurred_at().as_utc().to_rfc3339());
+        prop_assert_eq!(again.fingerprint(), first.fingerprint());
+        prop_assert_eq!(again.occurred_at().as_utc(), first.occurred_at().as_utc());
+        prop_assert_eq!(again.data().canonical_json(), first.data().canonical_json());
+        prop_assert_eq!(again.data().to_value(), normal_data);
+    }
 }
