@@ -26,13 +26,15 @@ fn content_encoding(req: &HttpRequest) -> Result<Encoding, ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);
     };
-    let text = value.to_str().unwrap_or("").trim();
+    let unsupported =
+        || ApiError::UnsupportedContentEncoding(String::from_utf8_lossy(value.as_bytes()).into());
+    let text = value.to_str().map_err(|_| unsupported())?.trim();
     if text.eq_ignore_ascii_case("identity") || text.is_empty() {
         Ok(Encoding::Identity)
     } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
         Ok(Encoding::Gzip)
     } else {
-        Err(ApiError::UnsupportedContentEncoding(String::from_utf8_lossy(value.as_bytes()).into()))
+        Err(unsupported())
     }
 }
 

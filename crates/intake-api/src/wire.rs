@@ -32,7 +32,9 @@ pub fn idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FieldError> {
             "the Idempotency-Key header must be printable ASCII, bare or as a quoted string",
         )
     };
-    let text = std::str::from_utf8(raw).map_err(|_| invalid())?.trim();
+    // Only HTTP's optional whitespace (space, tab) surrounds a value; `str::trim` would also
+    // take Unicode spaces such as U+0085 and turn "\u{85}k" into the key "k".
+    let text = std::str::from_utf8(raw).map_err(|_| invalid())?.trim_matches([' ', '\t']);
     let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) => unescape_sf_string(inner).ok_or_else(invalid)?,
         None => text.to_owned(),
@@ -63,17 +65,23 @@ mod tests {
 
     #[test]
     fn the_idempotency_key_header_may_be_bare_or_a_quoted_string() {
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 5] = [
             (b"abc-123", "abc-123"),
             (b"\"abc-123\"", "abc-123"),
             (b"\"a\\\"b\"", "a\"b"),
             (b"  abc  ", "abc"),
+            (b"\tabc\t", "abc"),
         ];
         for (raw, key) in cases {
             let parsed = idempotency_key(raw).expect("valid header");
             assert_eq!(parsed.as_str(), key, "for {:?}", String::from_utf8_lossy(raw));
         }
-        for raw in [&b"\"bad\\escape\""[..], b"\"\"", b"two words", b"\xff\xfe"] {
+        // U+0085 and U+00A0 are whitespace to Unicode, not to HTTP: part of the key, refused.
+        let unicode_spaces = [&b"\xc2\x85k"[..], b"k\xc2\xa0"];
+        for raw in [&b"\"bad\\escape\""[..], b"\"\"", b"two words", b"\xff\xfe"]
+            .into_iter()
+            .chain(unicode_spaces)
+        {
             assert!(idempotency_key(raw).is_err(), "{:?} should be rejected", raw);
         }
     }

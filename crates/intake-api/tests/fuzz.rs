@@ -224,7 +224,7 @@ fn the_idempotency_key_header_parser_takes_any_bytes() {
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 // A key is what was sent, without the whitespace around a header value, bare or
                 // unquoted.
-                let sent = text.trim_ascii();
+                let sent = text.trim_matches([' ', '\t']);
                 prop_assert!(sent == key.as_str() || sent.starts_with('"'), "{text:?} -> {key:?}");
                 prop_assert!((1..=255).contains(&key.as_str().len()));
             }

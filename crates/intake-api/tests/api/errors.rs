@@ -123,6 +123,13 @@ async fn a_content_encoding_other_than_gzip_or_identity_is_415(pool: PgPool) {
             .body(quick_start_event().to_string());
         expect_problem(request, 415, "unsupported-content-encoding").await;
     }
+    // A value that is not ASCII is no encoding intake knows either (not "none given").
+    let not_ascii = reqwest::header::HeaderValue::from_bytes(b"\xc2\x85").expect("obs-text");
+    let request = app
+        .post_events()
+        .header("Content-Encoding", not_ascii)
+        .body(quick_start_event().to_string());
+    expect_problem(request, 415, "unsupported-content-encoding").await;
     let identity = app
         .post_events()
         .header("Content-Encoding", "identity")
