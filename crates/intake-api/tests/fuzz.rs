@@ -25,12 +25,18 @@ fn cases(default: u32) -> u32 {
     std::env::var("INTAKE_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 
-fn runner(default_cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases: cases(default_cases),
-        failure_persistence: None,
-        ..Config::default()
-    })
+/// Runs `test` on inputs from `strategy`, `cases_by_default` of them (or `INTAKE_FUZZ_CASES`);
+/// panics with the smallest failing input.
+fn fuzz<S: Strategy>(
+    cases_by_default: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    let config =
+        Config { cases: cases(cases_by_default), failure_persistence: None, ..Config::default() };
+    if let Err(failure) = TestRunner::new(config).run(&strategy, test) {
+        panic!("{failure}");
+    }
 }
 
 /// One request as a client could send it.
@@ -167,8 +173,7 @@ fn app_data() -> AppData {
 fn no_request_gets_a_server_error_and_every_refusal_is_a_problem() {
     let system = actix_web::rt::System::new();
     let service = system.block_on(init_service(app(app_data())));
-    let mut runner = runner(3000);
-    let result = runner.run(&request(), |fuzzed| {
+    fuzz(3000, request(), |fuzzed| {
         let mut request = match fuzzed.method {
             "POST" => TestRequest::post(),
             "PUT" => TestRequest::put(),
@@ -202,14 +207,10 @@ fn no_request_gets_a_server_error_and_every_refusal_is_a_problem() {
         }
         Ok(())
     });
-    if let Err(failure) = result {
-        panic!("{failure}");
-    }
 }
 
 #[test]
 fn the_idempotency_key_header_parser_takes_any_bytes() {
-    let mut runner = runner(20_000);
     let strategy = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..300),
         "[!-~]{1,255}".prop_map(|k| k.into_bytes()),
@@ -217,7 +218,7 @@ fn the_idempotency_key_header_parser_takes_any_bytes() {
             format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\"")).into_bytes()
         }),
     ];
-    let result = runner.run(&strategy, |raw| {
+    fuzz(20_000, strategy, |raw| {
         match wire::idempotency_key(&raw) {
             Ok(key) => {
                 let text = String::from_utf8(raw.clone())
@@ -232,16 +233,13 @@ fn the_idempotency_key_header_parser_takes_any_bytes() {
         }
         Ok(())
     });
-    if let Err(failure) = result {
-        panic!("{failure}");
-    }
 }
 
 #[test]
 fn the_cursor_parser_takes_any_text_and_refuses_altered_cursors() {
-    let mut runner = runner(20_000);
-    let result = runner.run(
-        &("\\PC{0,60}", any::<u64>(), any::<u64>(), any::<Index>()),
+    fuzz(
+        20_000,
+        ("\\PC{0,60}", any::<u64>(), any::<u64>(), any::<Index>()),
         |(text, tx, seq, at)| {
             let _ = cursor::decode(&text);
             let position = intake_domain::FeedPosition { tx, seq: seq as i64 };
@@ -256,7 +254,4 @@ fn the_cursor_parser_takes_any_text_and_refuses_altered_cursors() {
             Ok(())
         },
     );
-    if let Err(failure) = result {
-        panic!("{failure}");
-    }
 }

@@ -132,8 +132,9 @@ impl Drop for PrivateCluster {
     }
 }
 
-#[tokio::test]
-async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
+/// A migrated private cluster and a server over it (database waits bounded to 1 s); the
+/// server's address.
+async fn serve_on_private_cluster() -> (PrivateCluster, String) {
     let cluster = PrivateCluster::create();
     let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("connect to the private cluster");
     intake_storage::migrate(&pool).await.expect("migrate");
@@ -145,6 +146,12 @@ async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
     let app = Application::build(&settings).expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
+    (cluster, address)
+}
+
+#[tokio::test]
+async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
+    let (cluster, address) = serve_on_private_cluster().await;
     let client = reqwest::Client::new();
     let app = TestApp {
         address,
@@ -201,17 +208,7 @@ async fn a_database_outage_is_503_and_the_server_recovers_by_itself() {
 async fn a_database_restart_under_load_gives_only_503s_and_loses_nothing_acknowledged() {
     const CLIENTS: usize = 8;
     const PER_CLIENT: usize = 150;
-    let cluster = PrivateCluster::create();
-    let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("connect to the private cluster");
-    intake_storage::migrate(&pool).await.expect("migrate");
-    pool.close().await;
-
-    let mut settings = local_settings();
-    settings.database.url = cluster.url();
-    settings.database.acquire_timeout_ms = 1000;
-    let app = Application::build(&settings).expect("application builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let (cluster, base) = serve_on_private_cluster().await;
     let load = tokio::spawn({
         let base = base.clone();
         async move {
