@@ -10,6 +10,10 @@
 //! layer recognises those heads in the outgoing bytes and writes an RFC 9457 problem with a
 //! fresh request id in their place, counts it, and logs it at debug level: a client can send
 //! garbage at will, so it must not be able to fill the log with it.
+//!
+//! The head is recognised at the start of a write. A pipelining client whose malformed request
+//! arrives in the same read as a valid one may see the dispatcher's bare answer written right
+//! after the valid response, in one write; that answer is then left as the dispatcher wrote it.
 
 use std::io;
 use std::pin::Pin;
