@@ -10,6 +10,7 @@
 //! tests.
 
 pub mod events;
+pub mod schemas;
 pub mod tokens;
 
 /// Calls `$run!(case, case, …)` with the name of every [`events`] case.
@@ -33,6 +34,20 @@ macro_rules! for_each_event_store_case {
             a_retry_does_not_add_to_the_feed,
             the_feed_filters_by_event_type,
             tenants_see_only_their_own_feed,
+            an_event_reads_back_with_the_schema_version_it_was_checked_against,
+        );
+    };
+}
+
+/// Calls `$run!(case, case, …)` with the name of every [`schemas`] case.
+#[macro_export]
+macro_rules! for_each_schema_store_case {
+    ($run:ident) => {
+        $run!(
+            versions_count_from_one_and_an_unchanged_schema_creates_nothing,
+            a_delete_stops_validation_keeps_history_and_the_numbering_continues,
+            a_type_without_a_schema_has_nothing,
+            tenants_have_their_own_schemas,
         );
     };
 }

@@ -20,6 +20,8 @@ pub struct StoredEvent {
     pub idempotency_key: String,
     /// The payload as sent.
     pub data: Value,
+    /// The version of its type's schema the data was checked against; `None` when none.
+    pub schema_version: Option<u32>,
 }
 
 /// A place in a tenant's feed: the writing transaction's id and the row's insertion number.

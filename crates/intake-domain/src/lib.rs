@@ -9,6 +9,7 @@ pub mod feed;
 pub mod fingerprint;
 pub mod new_event;
 pub mod ports;
+pub mod schema;
 pub mod token;
 pub mod validation;
 
@@ -23,8 +24,11 @@ pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness, StoreError,
-    TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
+    SchemaStore, StoreError, TokenStore,
+};
+pub use schema::{
+    CompiledSchema, InvalidSchema, SchemaLimits, SchemaPut, SchemaRecord, SchemaViolation,
 };
 pub use token::{InvalidTokenId, NewToken, Scope, TokenHash, TokenId, TokenRecord, UnknownScope};
 pub use validation::{ErrorCode, FieldError, Limits};

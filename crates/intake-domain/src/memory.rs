@@ -7,14 +7,15 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::event::{EventId, TenantId};
+use crate::event::{EventId, EventType, IdempotencyKey, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
 use crate::new_event::NewEvent;
 use crate::ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness, StoreError,
-    TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
+    SchemaStore, StoreError, TokenStore,
 };
+use crate::schema::{SchemaPut, SchemaRecord};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
 type Row = (TenantId, StoredEvent, Fingerprint);
@@ -78,6 +79,7 @@ impl MemoryEventStore {
             received_at: Utc::now(),
             idempotency_key: key.to_owned(),
             data: event.data().to_value(),
+            schema_version: event.schema_version(),
         };
         let holder = KeyHolder {
             event_id: new_id,
@@ -106,6 +108,22 @@ impl EventStore for MemoryEventStore {
         events: &[(NewEvent, EventId)],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         events.iter().map(|(event, id)| self.store(tenant, event, *id)).collect()
+    }
+
+    async fn key_holder(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyHolder>, StoreError> {
+        Ok(self
+            .lock()?
+            .iter()
+            .find(|(t, stored, _)| t == tenant && stored.idempotency_key == key.as_str())
+            .map(|(_, stored, fingerprint)| KeyHolder {
+                event_id: stored.event_id,
+                received_at: stored.received_at,
+                fingerprint: *fingerprint,
+            }))
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
@@ -196,5 +214,109 @@ impl TokenStore for MemoryTokenStore {
             }
             None => Ok(false),
         }
+    }
+}
+
+/// A tenant's event type, its versions, and whether it is validated.
+type SchemaType = (TenantId, EventType, Vec<SchemaRecord>, bool);
+
+/// Schema versions per (tenant, event type), and whether the type is validated.
+#[derive(Debug, Default)]
+pub struct MemorySchemaStore {
+    types: Mutex<Vec<SchemaType>>,
+}
+
+impl MemorySchemaStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<SchemaType>>, StoreError> {
+        self.types.lock().map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
+    }
+}
+
+#[async_trait]
+impl SchemaStore for MemorySchemaStore {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        schema: &serde_json::Value,
+    ) -> Result<SchemaPut, StoreError> {
+        let mut types = self.lock()?;
+        let index = match types.iter().position(|(t, e, _, _)| t == tenant && e == event_type) {
+            Some(index) => index,
+            None => {
+                types.push((tenant.clone(), event_type.clone(), Vec::new(), false));
+                types.len() - 1
+            }
+        };
+        let (_, _, versions, active) = &mut types[index];
+        if let Some(latest) = versions.last().filter(|latest| *active && latest.schema == *schema) {
+            return Ok(SchemaPut { record: latest.clone(), created: false });
+        }
+        let record = SchemaRecord {
+            tenant: tenant.clone(),
+            event_type: event_type.clone(),
+            version: versions.len() as u32 + 1,
+            created_at: Utc::now(),
+            schema: schema.clone(),
+        };
+        versions.push(record.clone());
+        *active = true;
+        Ok(SchemaPut { record, created: true })
+    }
+
+    async fn latest(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+    ) -> Result<Option<SchemaRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .iter()
+            .find(|(t, e, _, active)| t == tenant && e == event_type && *active)
+            .and_then(|(_, _, versions, _)| versions.last().cloned()))
+    }
+
+    async fn version(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        version: u32,
+    ) -> Result<Option<SchemaRecord>, StoreError> {
+        Ok(self.lock()?.iter().find(|(t, e, _, _)| t == tenant && e == event_type).and_then(
+            |(_, _, versions, _)| versions.iter().find(|r| r.version == version).cloned(),
+        ))
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<SchemaRecord>, StoreError> {
+        let mut list: Vec<SchemaRecord> = self
+            .lock()?
+            .iter()
+            .filter(|(t, _, _, active)| t == tenant && *active)
+            .filter_map(|(_, _, versions, _)| versions.last().cloned())
+            .collect();
+        list.sort_by(|a, b| a.event_type.as_str().cmp(b.event_type.as_str()));
+        Ok(list)
+    }
+
+    async fn delete(&self, tenant: &TenantId, event_type: &EventType) -> Result<bool, StoreError> {
+        let mut types = self.lock()?;
+        match types.iter_mut().find(|(t, e, _, active)| t == tenant && e == event_type && *active) {
+            Some((_, _, _, active)) => {
+                *active = false;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn active_versions(&self) -> Result<Vec<(TenantId, EventType, u32)>, StoreError> {
+        Ok(self
+            .lock()?
+            .iter()
+            .filter(|(_, _, _, active)| *active)
+            .filter_map(|(t, e, versions, _)| {
+                versions.last().map(|r| (t.clone(), e.clone(), r.version))
+            })
+            .collect())
     }
 }

@@ -29,6 +29,7 @@ pub struct NewEvent {
     idempotency_key: IdempotencyKey,
     data: EventData,
     fingerprint: Fingerprint,
+    schema_version: Option<u32>,
 }
 
 impl NewEvent {
@@ -40,7 +41,7 @@ impl NewEvent {
         data: EventData,
     ) -> Self {
         let fingerprint = Fingerprint::of(&event_type, &occurred_at, &data);
-        Self { event_type, occurred_at, idempotency_key, data, fingerprint }
+        Self { event_type, occurred_at, idempotency_key, data, fingerprint, schema_version: None }
     }
 
     /// Turns a request body (already known to be a JSON object) into an event, reporting every
@@ -109,6 +110,18 @@ impl NewEvent {
     /// The fingerprint of the payload, compared when a key is used again.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
+    }
+
+    /// The version of its type's schema that its data was checked against, if any. Not part
+    /// of the fingerprint: a retry is a retry whichever schema was current.
+    pub fn schema_version(&self) -> Option<u32> {
+        self.schema_version
+    }
+
+    /// Records that the data passed version `version` of its type's schema.
+    pub fn checked_against(mut self, version: u32) -> Self {
+        self.schema_version = Some(version);
+        self
     }
 }
 

@@ -7,7 +7,9 @@ use crate::event::{EventId, TenantId};
 use crate::feed::{FeedPage, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
 use crate::new_event::NewEvent;
+use crate::schema::{SchemaPut, SchemaRecord};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
+use crate::{EventType, IdempotencyKey};
 
 /// The outcome of storing an event: its id and when it was first received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +141,13 @@ pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
         events: &[(NewEvent, EventId)],
     ) -> Result<Vec<BatchOutcome>, StoreError>;
 
+    /// The tenant's event holding this idempotency key, if any.
+    async fn key_holder(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyHolder>, StoreError>;
+
     /// The tenant's event with this id; `None` when it does not exist or is another tenant's.
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
 
@@ -163,6 +172,47 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// Revokes a token; `false` when no active token has that id.
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError>;
+}
+
+/// Where event schemas are kept: numbered versions per tenant and event type, and which types
+/// are validated.
+#[async_trait]
+pub trait SchemaStore: std::fmt::Debug + Send + Sync + 'static {
+    /// Registers `schema` as the next version, unless the type is validated and its latest
+    /// version equals it as a JSON value (then that version, `created: false`). Registrations
+    /// of one type are numbered one after the other, whatever the concurrency.
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        schema: &serde_json::Value,
+    ) -> Result<SchemaPut, StoreError>;
+
+    /// The latest version of a validated type; `None` when the type has no schema or it was
+    /// deleted.
+    async fn latest(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+    ) -> Result<Option<SchemaRecord>, StoreError>;
+
+    /// One version, deleted types included.
+    async fn version(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        version: u32,
+    ) -> Result<Option<SchemaRecord>, StoreError>;
+
+    /// The latest version of each validated type of the tenant, by event type.
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<SchemaRecord>, StoreError>;
+
+    /// Stops validating a type; `false` when it had no schema (or was already deleted).
+    async fn delete(&self, tenant: &TenantId, event_type: &EventType) -> Result<bool, StoreError>;
+
+    /// Every validated type of every tenant with its latest version number: what a cache of
+    /// compiled schemas compares itself with.
+    async fn active_versions(&self) -> Result<Vec<(TenantId, EventType, u32)>, StoreError>;
 }
 
 /// Whether storage is ready to serve: it answers, and its schema is current.

@@ -19,11 +19,16 @@ pub enum Scope {
     EventsWrite,
     /// Read events and the feed.
     EventsRead,
+    /// Register and delete event schemas.
+    SchemasWrite,
+    /// Read event schemas.
+    SchemasRead,
 }
 
 impl Scope {
     /// Every scope, for tokens created without an explicit list.
-    pub const ALL: [Scope; 2] = [Scope::EventsWrite, Scope::EventsRead];
+    pub const ALL: [Scope; 4] =
+        [Scope::EventsWrite, Scope::EventsRead, Scope::SchemasWrite, Scope::SchemasRead];
 
     /// Every scope's name, for messages.
     pub fn names() -> String {
@@ -35,6 +40,8 @@ impl Scope {
         match self {
             Self::EventsWrite => "events:write",
             Self::EventsRead => "events:read",
+            Self::SchemasWrite => "schemas:write",
+            Self::SchemasRead => "schemas:read",
         }
     }
 }

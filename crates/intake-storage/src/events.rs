@@ -7,8 +7,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use intake_domain::{
-    BatchOutcome, EventId, EventStore, FeedPage, FeedPosition, FeedQuery, Fingerprint, IngestError,
-    Ingested, KeyHolder, NewEvent, StoreError, StoredEvent, TenantId,
+    BatchOutcome, EventId, EventStore, FeedPage, FeedPosition, FeedQuery, Fingerprint,
+    IdempotencyKey, IngestError, Ingested, KeyHolder, NewEvent, StoreError, StoredEvent, TenantId,
 };
 use uuid::Uuid;
 
@@ -25,8 +25,8 @@ use crate::PgStore;
 const INGEST: &str = r#"
 WITH inserted AS (
     INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
-                        fingerprint)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+                        fingerprint, schema_version)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
     ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
     RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
 )
@@ -50,16 +50,16 @@ const INGEST_MANY: &str = r#"
 WITH item AS (
     SELECT u.*, nextval('events_seq_seq'::regclass) AS seq
     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-                $7::bytea[])
+                $7::bytea[], $8::int4[])
          WITH ORDINALITY AS u(tenant_id, event_id, idempotency_key, event_type, occurred_at, data,
-                              fingerprint, ord)
+                              fingerprint, schema_version, ord)
     ORDER BY ord
 )
 INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
-                    fingerprint)
+                    fingerprint, schema_version)
 OVERRIDING SYSTEM VALUE
 SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data::jsonb,
-       fingerprint
+       fingerprint, schema_version
 FROM item
 ORDER BY tenant_id, idempotency_key
 ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
@@ -111,9 +111,16 @@ struct IngestRow {
     inserted: bool,
 }
 
+/// The event holding one key of one tenant.
+const KEY_HOLDER: &str = r#"
+SELECT tenant_id, idempotency_key, event_id, received_at, fingerprint
+FROM events
+WHERE tenant_id = $1 AND idempotency_key = $2
+"#;
+
 /// One event of one tenant, by id (the primary key).
 const GET: &str = r#"
-SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
+SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data, schema_version,
        tx_id::text AS tx_text, seq
 FROM events
 WHERE event_id = $1 AND tenant_id = $2
@@ -139,7 +146,7 @@ macro_rules! feed_sql {
     ($type_filter:literal) => {
         concat!(
             "SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                    tx_id::text AS tx_text, seq
+                    schema_version, tx_id::text AS tx_text, seq
              FROM events
              WHERE tenant_id = $1
                AND (tx_id, seq) > ($2::text::xid8, $3)
@@ -168,6 +175,7 @@ struct EventRow {
     received_at: DateTime<Utc>,
     idempotency_key: String,
     data: sqlx::types::Json<serde_json::Value>,
+    schema_version: Option<i32>,
     /// `tx_id` as text: sqlx has no type for `xid8`.
     tx_text: String,
     seq: i64,
@@ -185,9 +193,15 @@ impl EventRow {
             received_at: self.received_at,
             idempotency_key: self.idempotency_key,
             data: self.data.0,
+            schema_version: self.schema_version.and_then(|v| u32::try_from(v).ok()),
         };
         Ok((FeedPosition { tx, seq: self.seq }, event))
     }
+}
+
+/// A schema version as its column holds it (versions stay far below `i32::MAX`).
+fn version_column(version: u32) -> i32 {
+    i32::try_from(version).unwrap_or(i32::MAX)
 }
 
 /// How often the statement is tried when a concurrent writer's row is not yet in its snapshot.
@@ -214,6 +228,20 @@ impl EventStore for PgStore {
         let items: Vec<IngestItem<'_>> =
             events.iter().map(|(event, id)| IngestItem { tenant, event, id: *id }).collect();
         self.ingest_many(&items).await
+    }
+
+    async fn key_holder(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyHolder>, StoreError> {
+        let row: Option<HolderRow> = sqlx::query_as(KEY_HOLDER)
+            .bind(tenant.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        row.map(|row| row.holder()).transpose()
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
@@ -301,6 +329,7 @@ impl PgStore {
                 .bind(event.occurred_at().as_utc())
                 .bind(event.data().canonical_json())
                 .bind(&event.fingerprint().as_bytes()[..])
+                .bind(event.schema_version().map(version_column))
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(classify)?;
@@ -356,6 +385,12 @@ impl PgStore {
                 .bind(batch.iter().map(|i| i.event.data().canonical_json()).collect::<Vec<_>>())
                 .bind(
                     batch.iter().map(|i| &i.event.fingerprint().as_bytes()[..]).collect::<Vec<_>>(),
+                )
+                .bind(
+                    batch
+                        .iter()
+                        .map(|i| i.event.schema_version().map(version_column))
+                        .collect::<Vec<_>>(),
                 )
                 .fetch_all(&mut *conn)
                 .await;

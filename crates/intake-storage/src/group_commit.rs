@@ -23,8 +23,8 @@ use std::time::Instant;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    BatchOutcome, EventId, EventStore, FeedPage, FeedQuery, IngestError, Ingested, NewEvent,
-    StoreError, StoredEvent, TenantId,
+    BatchOutcome, EventId, EventStore, FeedPage, FeedQuery, IdempotencyKey, IngestError, Ingested,
+    KeyHolder, NewEvent, StoreError, StoredEvent, TenantId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -294,6 +294,14 @@ impl EventStore for GroupCommit {
         events: &[(NewEvent, EventId)],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.store.ingest_batch(tenant, events).await
+    }
+
+    async fn key_holder(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyHolder>, StoreError> {
+        self.store.key_holder(tenant, key).await
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {

@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod group_commit;
 mod health;
+mod schemas;
 mod tokens;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use sqlx::PgPool;
 
 pub use events::IngestItem;
 pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
+pub use schemas::{SchemaChange, SCHEMA_CHANNEL};
 pub use sqlx::migrate::MigrateError;
 
 /// The migrations in the top-level `migrations/` folder, embedded in the binary.

@@ -32,3 +32,18 @@ mod tokens {
 
     intake_conformance::for_each_token_store_case!(run);
 }
+
+mod schemas {
+    use super::*;
+
+    macro_rules! run {
+        ($($case:ident),* $(,)?) => {$(
+            #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+            async fn $case(pool: PgPool) {
+                intake_conformance::schemas::$case(&PgStore::new(pool)).await;
+            }
+        )*};
+    }
+
+    intake_conformance::for_each_schema_store_case!(run);
+}

@@ -1,0 +1,298 @@
+//! Event schemas: a tenant's JSON Schema (draft 2020-12) for an event type, checked before it
+//! is accepted, compiled once, and applied to the `data` of every event of that type.
+//!
+//! The validator is the `jsonschema` crate, without its network and file resolvers: a schema
+//! can only refer to itself (`"$ref": "#/$defs/…"`), so checking an event never leaves the
+//! process. Guards against hostile schemas: a size limit, a nesting limit, patterns compiled by
+//! the `regex` engine (linear time: no backtracking, so no catastrophic pattern), and a bound on
+//! how many violations one check reports.
+
+use chrono::{DateTime, Utc};
+use jsonschema::{Draft, PatternOptions, Validator};
+use serde_json::Value;
+
+use crate::event::{EventType, TenantId};
+
+/// The draft every schema is read as.
+pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The most violations one check reports; a document with more says so in the last one.
+pub const MAX_VIOLATIONS: usize = 100;
+
+/// How large and how deep a schema may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaLimits {
+    /// The schema's size as compact JSON, in bytes.
+    pub max_bytes: usize,
+    /// How deeply objects and arrays may nest in it.
+    pub max_depth: usize,
+    /// The compiled size of one `pattern`, in bytes.
+    pub max_pattern_bytes: usize,
+}
+
+impl Default for SchemaLimits {
+    fn default() -> Self {
+        Self { max_bytes: 64 * 1024, max_depth: 32, max_pattern_bytes: 256 * 1024 }
+    }
+}
+
+/// Why a document is not a schema intake accepts; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSchema(pub String);
+
+/// A JSON Schema document that passed every check and compiled.
+#[derive(Debug)]
+pub struct CompiledSchema {
+    document: Value,
+    validator: Validator,
+}
+
+impl CompiledSchema {
+    /// Checks `document` against the limits and compiles it.
+    pub fn compile(document: Value, limits: &SchemaLimits) -> Result<Self, InvalidSchema> {
+        if !(document.is_object() || document.is_boolean()) {
+            return Err(InvalidSchema("a JSON Schema is an object (or true or false)".into()));
+        }
+        let size = serde_json::to_vec(&document).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        if size > limits.max_bytes {
+            return Err(InvalidSchema(format!(
+                "the schema is {size} bytes as compact JSON; the limit is {}",
+                limits.max_bytes
+            )));
+        }
+        if let Some(declared) = document.get("$schema") {
+            if declared.as_str().map(|s| s.trim_end_matches('#')) != Some(DRAFT_2020_12) {
+                return Err(InvalidSchema(format!(
+                    "\"$schema\" is {declared}; intake reads schemas as draft 2020-12 \
+                     ({DRAFT_2020_12:?}), so give that or leave \"$schema\" out"
+                )));
+            }
+        }
+        inspect(&document, "", 0, limits)?;
+        let validator = jsonschema::options()
+            .with_draft(Draft::Draft202012)
+            .should_validate_formats(true)
+            .with_pattern_options(
+                PatternOptions::regex()
+                    .size_limit(limits.max_pattern_bytes)
+                    .dfa_size_limit(limits.max_pattern_bytes),
+            )
+            .build(&document)
+            .map_err(|error| {
+                InvalidSchema(format!(
+                    "{error} (at {})",
+                    pointer_or_root(error.instance_path().as_str())
+                ))
+            })?;
+        Ok(Self { document, validator })
+    }
+
+    /// The document as registered.
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// Every way `data` violates the schema (up to [`MAX_VIOLATIONS`]), or nothing.
+    pub fn check(&self, data: &Value) -> Result<(), Vec<SchemaViolation>> {
+        let mut violations: Vec<SchemaViolation> = Vec::new();
+        for error in self.validator.iter_errors(data) {
+            if violations.len() == MAX_VIOLATIONS {
+                if let Some(last) = violations.last_mut() {
+                    last.message.push_str(" (and more violations, not listed)");
+                }
+                break;
+            }
+            violations.push(SchemaViolation {
+                pointer: format!("/data{}", error.instance_path().as_str()),
+                schema_path: error.schema_path().as_str().to_owned(),
+                message: error.to_string(),
+            });
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+fn pointer_or_root(pointer: &str) -> &str {
+    if pointer.is_empty() {
+        "the root"
+    } else {
+        pointer
+    }
+}
+
+/// Walks the document: nesting within the limit, and every reference local.
+fn inspect(
+    value: &Value,
+    at: &str,
+    depth: usize,
+    limits: &SchemaLimits,
+) -> Result<(), InvalidSchema> {
+    if depth > limits.max_depth {
+        return Err(InvalidSchema(format!(
+            "the schema nests deeper than {} levels (at {})",
+            limits.max_depth,
+            pointer_or_root(at)
+        )));
+    }
+    match value {
+        Value::Object(members) => {
+            for (name, member) in members {
+                let here = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+                if matches!(name.as_str(), "$ref" | "$dynamicRef") {
+                    if let Some(target) = member.as_str() {
+                        if !target.starts_with('#') {
+                            return Err(InvalidSchema(format!(
+                                "{name} {target:?} (at {here}) points outside the schema; intake \
+                                 does not fetch schemas from elsewhere: inline it under \"$defs\" \
+                                 and refer to it as \"#/$defs/…\""
+                            )));
+                        }
+                    }
+                }
+                inspect(member, &here, depth + 1, limits)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                inspect(item, &format!("{at}/{i}"), depth + 1, limits)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One way an event's data violates its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// Where in the event, as a JSON pointer from the event's root (`/data/plan`).
+    pub pointer: String,
+    /// The schema keyword that failed, as a JSON pointer into the schema.
+    pub schema_path: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+/// A registered version of a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaRecord {
+    /// The tenant it belongs to.
+    pub tenant: TenantId,
+    /// The event type it checks.
+    pub event_type: EventType,
+    /// 1, 2, … per tenant and event type.
+    pub version: u32,
+    /// When this version was registered.
+    pub created_at: DateTime<Utc>,
+    /// The document.
+    pub schema: Value,
+}
+
+/// The outcome of registering a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaPut {
+    /// The version that now holds the document.
+    pub record: SchemaRecord,
+    /// `false` when the latest version already was this document (nothing was created).
+    pub created: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn compile(document: Value) -> Result<CompiledSchema, InvalidSchema> {
+        CompiledSchema::compile(document, &SchemaLimits::default())
+    }
+
+    #[test]
+    fn every_violation_is_reported_with_its_pointer_and_keyword() {
+        let schema = compile(json!({
+            "type": "object",
+            "required": ["plan"],
+            "properties": {
+                "plan": {"enum": ["free", "pro"]},
+                "seats": {"type": "integer", "minimum": 1},
+                "address": {"type": "object", "properties": {"country": {"pattern": "^[A-Z]{2}$"}}}
+            }
+        }))
+        .expect("compiles");
+        assert_eq!(schema.check(&json!({"plan": "pro", "seats": 3})), Ok(()));
+        let violations = schema
+            .check(&json!({"plan": "gold", "seats": 0, "address": {"country": "de"}}))
+            .expect_err("three violations");
+        let mut found: Vec<(&str, &str)> =
+            violations.iter().map(|v| (v.pointer.as_str(), v.schema_path.as_str())).collect();
+        found.sort_unstable();
+        assert_eq!(
+            found,
+            [
+                ("/data/address/country", "/properties/address/properties/country/pattern"),
+                ("/data/plan", "/properties/plan/enum"),
+                ("/data/seats", "/properties/seats/minimum"),
+            ]
+        );
+        assert!(violations.iter().all(|v| !v.message.is_empty()));
+    }
+
+    #[test]
+    fn documents_that_are_not_schemas_are_refused_with_a_reason() {
+        for (document, says) in [
+            (json!(5), "is an object"),
+            (json!({"type": "no-such-type"}), "no-such-type"),
+            (json!({"minimum": "one"}), "one"),
+            (json!({"$ref": "https://example.com/s.json"}), "points outside the schema"),
+            (json!({"properties": {"a": {"$ref": "other.json#/x"}}}), "/properties/a/$ref"),
+            (json!({"$schema": "http://json-schema.org/draft-07/schema#"}), "draft 2020-12"),
+            (json!({"pattern": "(a)\\1"}), "pattern"),
+        ] {
+            let error = compile(document.clone()).expect_err("refused");
+            assert!(error.0.contains(says), "{document}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_schema_is_refused_or_harmless() {
+        let mut deep = json!({"type": "string"});
+        for _ in 0..40 {
+            deep = json!({"items": deep});
+        }
+        assert!(compile(deep).expect_err("too deep").0.contains("nests deeper"));
+        let huge = json!({"enum": (0..20_000).map(|i| format!("value-{i}")).collect::<Vec<_>>()});
+        assert!(compile(huge).expect_err("too big").0.contains("bytes"));
+        // A pattern that backtracks catastrophically elsewhere runs in linear time here.
+        let evil = compile(json!({"pattern": "^(a+)+$"})).expect("compiles");
+        let subject = format!("{}!", "a".repeat(50_000));
+        let started = std::time::Instant::now();
+        assert!(evil.check(&json!(subject)).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_local_reference_works() {
+        let schema = compile(json!({
+            "$schema": DRAFT_2020_12,
+            "$defs": {"plan": {"enum": ["free", "pro"]}},
+            "properties": {"plan": {"$ref": "#/$defs/plan"}}
+        }))
+        .expect("compiles");
+        assert!(schema.check(&json!({"plan": "pro"})).is_ok());
+        let violations = schema.check(&json!({"plan": "x"})).expect_err("violates");
+        assert_eq!(violations[0].pointer, "/data/plan");
+    }
+
+    #[test]
+    fn no_more_than_the_cap_of_violations_is_listed() {
+        let schema = compile(json!({"items": {"type": "string"}})).expect("compiles");
+        let violations = schema.check(&json!((0..500).collect::<Vec<_>>())).expect_err("violates");
+        assert_eq!(violations.len(), MAX_VIOLATIONS);
+        assert!(violations[MAX_VIOLATIONS - 1].message.contains("and more"));
+    }
+}

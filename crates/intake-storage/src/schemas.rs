@@ -1,0 +1,344 @@
+//! Event schemas: numbered versions per tenant and event type, which types are validated, and
+//! a notification on every change so that each server's cache follows within moments.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use intake_domain::{EventType, SchemaPut, SchemaRecord, SchemaStore, StoreError, TenantId};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+
+use crate::errors::classify;
+use crate::PgStore;
+
+/// The channel every schema change is announced on, with `<tenant>\n<event type>` as payload.
+pub const SCHEMA_CHANNEL: &str = "intake_schema_changes";
+
+/// Serialises registrations and deletions of one tenant's event type for the rest of the
+/// transaction, including the very first one (which has no row to lock yet).
+const LOCK_TYPE: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('intake.schema/' || $1 || '/' || $2, 0))";
+
+const HEAD: &str = "
+SELECT h.latest_version, h.active, s.schema
+FROM event_schema_heads h
+JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
+                    AND s.version = h.latest_version
+WHERE h.tenant_id = $1 AND h.event_type = $2";
+
+const INSERT_VERSION: &str = "
+INSERT INTO event_schemas (tenant_id, event_type, version, schema)
+VALUES ($1, $2, $3, $4)
+RETURNING version, created_at, schema";
+
+const UPSERT_HEAD: &str = "
+INSERT INTO event_schema_heads (tenant_id, event_type, latest_version, active)
+VALUES ($1, $2, $3, true)
+ON CONFLICT ON CONSTRAINT event_schema_heads_pkey
+DO UPDATE SET latest_version = EXCLUDED.latest_version, active = true";
+
+const NOTIFY: &str = "SELECT pg_notify($1, $2 || E'\\n' || $3)";
+
+const LATEST: &str = "
+SELECT s.tenant_id, s.event_type, s.version, s.created_at, s.schema
+FROM event_schema_heads h
+JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
+                    AND s.version = h.latest_version
+WHERE h.tenant_id = $1 AND h.event_type = $2 AND h.active";
+
+const VERSION: &str = "
+SELECT tenant_id, event_type, version, created_at, schema
+FROM event_schemas
+WHERE tenant_id = $1 AND event_type = $2 AND version = $3";
+
+const LIST: &str = "
+SELECT s.tenant_id, s.event_type, s.version, s.created_at, s.schema
+FROM event_schema_heads h
+JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
+                    AND s.version = h.latest_version
+WHERE h.tenant_id = $1 AND h.active
+ORDER BY s.event_type";
+
+const DEACTIVATE: &str = "
+UPDATE event_schema_heads SET active = false
+WHERE tenant_id = $1 AND event_type = $2 AND active";
+
+const ACTIVE_VERSIONS: &str = "
+SELECT tenant_id, event_type, latest_version AS version
+FROM event_schema_heads
+WHERE active";
+
+/// A version as the statements above return it.
+#[derive(Debug, sqlx::FromRow)]
+struct SchemaRow {
+    tenant_id: String,
+    event_type: String,
+    version: i32,
+    created_at: DateTime<Utc>,
+    schema: sqlx::types::Json<Value>,
+}
+
+impl SchemaRow {
+    fn into_record(self) -> Result<SchemaRecord, StoreError> {
+        let corrupt = |what: String| {
+            StoreError::Unknown(anyhow!("event_schemas row of {:?}: {what}", self.event_type))
+        };
+        Ok(SchemaRecord {
+            tenant: TenantId::parse(&self.tenant_id).map_err(|e| corrupt(e.to_string()))?,
+            event_type: EventType::parse(&self.event_type).map_err(|e| corrupt(e.message))?,
+            version: u32::try_from(self.version).map_err(|e| corrupt(e.to_string()))?,
+            created_at: self.created_at,
+            schema: self.schema.0,
+        })
+    }
+}
+
+fn version_column(version: u32) -> Result<i32, StoreError> {
+    i32::try_from(version).map_err(|_| StoreError::Refused(anyhow!("version {version} too large")))
+}
+
+#[async_trait]
+impl SchemaStore for PgStore {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        schema: &Value,
+    ) -> Result<SchemaPut, StoreError> {
+        let mut conn = self.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(classify)?;
+        sqlx::query(LOCK_TYPE)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let head: Option<(i32, bool, sqlx::types::Json<Value>)> = sqlx::query_as(HEAD)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if let Some((version, true, latest)) = &head {
+            if latest.0 == *schema {
+                let record = sqlx::query_as::<_, SchemaRow>(VERSION)
+                    .bind(tenant.as_str())
+                    .bind(event_type.as_str())
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?
+                    .into_record()?;
+                tx.rollback().await.map_err(classify)?;
+                return Ok(SchemaPut { record, created: false });
+            }
+        }
+        let next = head.map_or(1, |(version, _, _)| version + 1);
+        let (version, created_at, stored): (i32, DateTime<Utc>, sqlx::types::Json<Value>) =
+            sqlx::query_as(INSERT_VERSION)
+                .bind(tenant.as_str())
+                .bind(event_type.as_str())
+                .bind(next)
+                .bind(sqlx::types::Json(schema))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+        sqlx::query(UPSERT_HEAD)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        notify(&mut tx, tenant, event_type).await?;
+        tx.commit().await.map_err(classify)?;
+        let record = SchemaRow {
+            tenant_id: tenant.as_str().to_owned(),
+            event_type: event_type.as_str().to_owned(),
+            version,
+            created_at,
+            schema: stored,
+        }
+        .into_record()?;
+        Ok(SchemaPut { record, created: true })
+    }
+
+    async fn latest(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+    ) -> Result<Option<SchemaRecord>, StoreError> {
+        let row: Option<SchemaRow> = sqlx::query_as(LATEST)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .fetch_optional(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        row.map(SchemaRow::into_record).transpose()
+    }
+
+    async fn version(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        version: u32,
+    ) -> Result<Option<SchemaRecord>, StoreError> {
+        let Ok(version) = version_column(version) else {
+            return Ok(None);
+        };
+        let row: Option<SchemaRow> = sqlx::query_as(VERSION)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .bind(version)
+            .fetch_optional(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        row.map(SchemaRow::into_record).transpose()
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<SchemaRecord>, StoreError> {
+        let rows: Vec<SchemaRow> = sqlx::query_as(LIST)
+            .bind(tenant.as_str())
+            .fetch_all(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(SchemaRow::into_record).collect()
+    }
+
+    async fn delete(&self, tenant: &TenantId, event_type: &EventType) -> Result<bool, StoreError> {
+        let mut conn = self.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(classify)?;
+        sqlx::query(LOCK_TYPE)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let deleted = sqlx::query(DEACTIVATE)
+            .bind(tenant.as_str())
+            .bind(event_type.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected()
+            > 0;
+        if deleted {
+            notify(&mut tx, tenant, event_type).await?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(deleted)
+    }
+
+    async fn active_versions(&self) -> Result<Vec<(TenantId, EventType, u32)>, StoreError> {
+        let rows: Vec<(String, String, i32)> = sqlx::query_as(ACTIVE_VERSIONS)
+            .fetch_all(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|(tenant, event_type, version)| {
+                let corrupt =
+                    |what: String| StoreError::Unknown(anyhow!("event_schema_heads row: {what}"));
+                Ok((
+                    TenantId::parse(&tenant).map_err(|e| corrupt(e.to_string()))?,
+                    EventType::parse(&event_type).map_err(|e| corrupt(e.message))?,
+                    u32::try_from(version).map_err(|e| corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Announces a change of one type's schema when the transaction commits.
+async fn notify(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: &TenantId,
+    event_type: &EventType,
+) -> Result<(), StoreError> {
+    sqlx::query(NOTIFY)
+        .bind(SCHEMA_CHANNEL)
+        .bind(tenant.as_str())
+        .bind(event_type.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// A change another server (or this one) made to the schemas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// One type's schema was registered or deleted.
+    Changed(TenantId, EventType),
+    /// Notifications may have been missed (the listening connection was lost and is back):
+    /// compare everything.
+    Resync,
+}
+
+impl PgStore {
+    /// Follows [`SCHEMA_CHANNEL`] on a connection of its own, for as long as the receiver is
+    /// kept. The connection is re-established after a loss, with a [`SchemaChange::Resync`]
+    /// once it is back; until the first connection succeeds nothing is sent.
+    pub fn schema_changes(&self) -> mpsc::Receiver<SchemaChange> {
+        let (sender, receiver) = mpsc::channel(1024);
+        let pool = self.pool().clone();
+        tokio::spawn(async move {
+            let mut connected_before = false;
+            loop {
+                let listener = match PgListener::connect_with(&pool).await {
+                    Ok(mut listener) => match listener.listen(SCHEMA_CHANNEL).await {
+                        Ok(()) => Some(listener),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot listen for schema changes");
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot connect to listen for schema changes");
+                        None
+                    }
+                };
+                let Some(mut listener) = listener else {
+                    if sender.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                if connected_before && sender.send(SchemaChange::Resync).await.is_err() {
+                    return;
+                }
+                connected_before = true;
+                // `try_recv` gives `None` when the connection was lost, rather than reconnecting
+                // silently and hiding that notifications may have been missed.
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notification)) => {
+                            let change = notification
+                                .payload()
+                                .split_once('\n')
+                                .and_then(|(tenant, event_type)| {
+                                    Some(SchemaChange::Changed(
+                                        TenantId::parse(tenant).ok()?,
+                                        EventType::parse(event_type).ok()?,
+                                    ))
+                                })
+                                .unwrap_or(SchemaChange::Resync);
+                            if sender.send(change).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "lost the schema change listener");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        receiver
+    }
+}
