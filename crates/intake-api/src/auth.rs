@@ -60,6 +60,22 @@ impl RequiredScope for EventsRead {
     const SCOPE: Scope = Scope::EventsRead;
 }
 
+/// Requires `schemas:write`.
+#[derive(Debug)]
+pub struct SchemasWrite;
+
+impl RequiredScope for SchemasWrite {
+    const SCOPE: Scope = Scope::SchemasWrite;
+}
+
+/// Requires `schemas:read`.
+#[derive(Debug)]
+pub struct SchemasRead;
+
+impl RequiredScope for SchemasRead {
+    const SCOPE: Scope = Scope::SchemasRead;
+}
+
 /// The authenticated caller of a request whose token carries the scope `S`.
 #[derive(Debug)]
 pub struct Caller<S> {

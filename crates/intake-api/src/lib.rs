@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod problem;
 pub mod request_context;
 pub mod routes;
+pub mod schemas;
 pub mod settings;
 pub mod startup;
 pub mod state;

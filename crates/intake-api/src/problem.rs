@@ -7,7 +7,9 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use intake_domain::{ErrorCode, EventId, FieldError, IngestError, Scope, StoreError};
+use intake_domain::{
+    ErrorCode, EventId, FieldError, IngestError, SchemaViolation, Scope, StoreError,
+};
 use serde::Serialize;
 
 use crate::request_context;
@@ -26,6 +28,8 @@ pub enum RequestCode {
     UnknownParameter,
     /// A query parameter given more than once.
     DuplicateParameter,
+    /// An event's data that its type's schema rejects.
+    SchemaViolation,
 }
 
 impl RequestCode {
@@ -37,6 +41,7 @@ impl RequestCode {
             Self::InvalidCursor => "invalid_cursor",
             Self::UnknownParameter => "unknown_parameter",
             Self::DuplicateParameter => "duplicate_parameter",
+            Self::SchemaViolation => "schema_violation",
         }
     }
 }
@@ -54,18 +59,48 @@ pub struct FieldProblem {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// Where in the event the schema was violated, as a JSON pointer (`schema_violation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/data/plan")]
+    pub pointer: Option<String>,
+    /// The schema keyword that failed, as a JSON pointer into the schema
+    /// (`schema_violation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/properties/plan/enum")]
+    pub schema_path: Option<String>,
 }
 
 impl FieldProblem {
     /// A problem with one of the request's own parts (a parameter, a batch item).
     pub fn new(field: impl Into<String>, code: RequestCode, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.as_str(), message: message.into() }
+        Self {
+            field: field.into(),
+            code: code.as_str(),
+            message: message.into(),
+            pointer: None,
+            schema_path: None,
+        }
+    }
+
+    /// One way an event's data violates its schema.
+    pub fn schema_violation(violation: SchemaViolation) -> Self {
+        Self {
+            pointer: Some(violation.pointer),
+            schema_path: Some(violation.schema_path),
+            ..Self::new("data", RequestCode::SchemaViolation, violation.message)
+        }
     }
 }
 
 impl From<FieldError> for FieldProblem {
     fn from(e: FieldError) -> Self {
-        Self { field: e.field, code: ErrorCode::as_str(e.code), message: e.message }
+        Self {
+            field: e.field,
+            code: ErrorCode::as_str(e.code),
+            message: e.message,
+            pointer: None,
+            schema_path: None,
+        }
     }
 }
 
@@ -101,6 +136,20 @@ pub enum ApiError {
     /// A batch body that is not `{"events":[…]}` with 1–1000 items.
     #[error("{0}")]
     InvalidBatch(String),
+    /// A document that is not a JSON Schema intake accepts.
+    #[error("{0}")]
+    InvalidSchema(String),
+    /// The event's data violates its type's schema.
+    #[error(
+        "the event's data violates version {version} of the schema for its type ({} violation(s))",
+        .errors.len()
+    )]
+    SchemaViolation {
+        /// The schema version checked against.
+        version: u32,
+        /// Every violation.
+        errors: Vec<FieldProblem>,
+    },
     /// One or more query parameters are invalid.
     #[error("{} query parameter(s) are invalid", .0.len())]
     InvalidQuery(Vec<FieldProblem>),
@@ -197,6 +246,8 @@ kinds! {
     VALIDATION_FAILED = "validation-failed", 400, "Invalid event";
     INVALID_QUERY = "invalid-query", 400, "Invalid query parameters";
     INVALID_BATCH = "invalid-batch", 400, "Invalid batch";
+    INVALID_SCHEMA = "invalid-schema", 400, "Invalid JSON Schema";
+    SCHEMA_VIOLATION = "schema-violation", 400, "Event violates its schema";
     MALFORMED_REQUEST = "malformed-request", 400, "Malformed HTTP request";
     UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
     FORBIDDEN = "forbidden", 403, "Token lacks a scope";
@@ -232,6 +283,8 @@ impl ApiError {
             Self::Validation(_) => ProblemKind::VALIDATION_FAILED,
             Self::InvalidQuery(_) => ProblemKind::INVALID_QUERY,
             Self::InvalidBatch(_) => ProblemKind::INVALID_BATCH,
+            Self::InvalidSchema(_) => ProblemKind::INVALID_SCHEMA,
+            Self::SchemaViolation { .. } => ProblemKind::SCHEMA_VIOLATION,
             Self::Unauthorized(_) => ProblemKind::UNAUTHORIZED,
             Self::Forbidden(_) => ProblemKind::FORBIDDEN,
             Self::NotFound(_) => ProblemKind::NOT_FOUND,
@@ -270,6 +323,9 @@ pub struct Problem<'a> {
     /// The event that holds a reused idempotency key (idempotency-key-reused).
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
+    /// The schema version the event was checked against (schema-violation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_version: Option<u32>,
 }
 
 impl Problem<'_> {
@@ -282,6 +338,7 @@ impl Problem<'_> {
             request_id,
             errors: None,
             event_id: None,
+            schema_version: None,
         }
     }
 }
@@ -305,7 +362,13 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let problem = Problem {
             errors: match self {
-                Self::Validation(errors) | Self::InvalidQuery(errors) => Some(errors),
+                Self::Validation(errors)
+                | Self::InvalidQuery(errors)
+                | Self::SchemaViolation { errors, .. } => Some(errors),
+                _ => None,
+            },
+            schema_version: match self {
+                Self::SchemaViolation { version, .. } => Some(*version),
                 _ => None,
             },
             event_id: match self {

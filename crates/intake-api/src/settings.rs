@@ -22,6 +22,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// How single events are grouped into statements.
     pub group_commit: GroupCommitConfig,
+    /// Event schemas.
+    pub schemas: SchemaSettings,
     /// Authentication.
     pub auth: AuthSettings,
     /// Logging.
@@ -107,6 +109,28 @@ impl LimitSettings {
         Limits {
             max_future_skew: chrono::Duration::seconds(self.max_future_skew),
             max_data_depth: self.max_data_depth,
+        }
+    }
+}
+
+/// `[schemas]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaSettings {
+    /// Largest schema document, as compact JSON.
+    pub max_bytes: usize,
+    /// Deepest nesting of a schema document.
+    pub max_depth: usize,
+    /// How often each server compares its cache with the database, beside the notifications.
+    pub recheck_secs: u64,
+}
+
+impl SchemaSettings {
+    /// The limits a schema document is held to.
+    pub fn limits(&self) -> intake_domain::SchemaLimits {
+        intake_domain::SchemaLimits {
+            max_bytes: self.max_bytes,
+            max_depth: self.max_depth,
+            ..intake_domain::SchemaLimits::default()
         }
     }
 }

@@ -12,8 +12,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
-use intake_domain::{EventStore, HealthCheck, TokenStore};
-use intake_storage::{GroupCommit, GroupCommitSettings, PgStore};
+use intake_domain::{EventStore, HealthCheck, SchemaStore, TokenStore};
+use intake_storage::{GroupCommit, GroupCommitSettings, PgStore, SchemaChange};
+use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
 use crate::connection::Explainer;
@@ -31,6 +32,11 @@ pub struct Backend {
     pub tokens: Arc<dyn TokenStore>,
     /// Whether storage is ready.
     pub health: Arc<dyn HealthCheck>,
+    /// Where event schemas are kept.
+    pub schemas: Arc<dyn SchemaStore>,
+    /// Other servers' schema changes, as they happen (PostgreSQL notifications), when the
+    /// backend can follow them.
+    pub schema_changes: Option<Box<dyn FnOnce() -> mpsc::Receiver<SchemaChange> + Send>>,
     /// Storage's state, for metrics.
     pub gauge: StorageGauge,
     /// Releases the stores once the server has stopped.
@@ -57,7 +63,9 @@ impl Backend {
         Self {
             events,
             tokens: shared.clone(),
-            health: shared,
+            health: shared.clone(),
+            schemas: shared,
+            schema_changes: None,
             gauge: Arc::new(move || StorageStats {
                 pool: gauge_store.pool_stats(),
                 group_commit: gauge_group.as_ref().map(|g| g.stats()).unwrap_or_default(),
@@ -79,11 +87,14 @@ impl Backend {
         events: Arc<dyn EventStore>,
         tokens: Arc<dyn TokenStore>,
         health: Arc<dyn HealthCheck>,
+        schemas: Arc<dyn SchemaStore>,
     ) -> Self {
         Self {
             events,
             tokens,
             health,
+            schemas,
+            schema_changes: None,
             gauge: Arc::new(StorageStats::default),
             close: Box::new(|| Box::pin(async {})),
         }
@@ -103,7 +114,10 @@ impl Backend {
     ) -> anyhow::Result<Self> {
         let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
             .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
-        Ok(Self::postgres(store, group_commit))
+        let listening = store.clone();
+        let mut backend = Self::postgres(store, group_commit);
+        backend.schema_changes = Some(Box::new(move || listening.schema_changes()));
+        Ok(backend)
     }
 }
 
@@ -125,6 +139,7 @@ impl AppData {
                 settings,
                 backend.events.clone(),
                 backend.health.clone(),
+                backend.schemas.clone(),
             )),
             auth: web::Data::new(Authenticator::new(&settings.auth, backend.tokens.clone())?),
             metrics: web::Data::new(Metrics::new(backend.gauge.clone())?),
@@ -152,6 +167,45 @@ pub fn app(
         .app_data(data.openapi)
         .wrap(from_fn(request_context::middleware))
         .configure(routes::configure)
+}
+
+/// Keeps the schema cache equal to the database: each change notification refreshes its type,
+/// a lost notification connection and a periodic tick compare everything.
+fn follow_schema_changes(
+    state: web::Data<AppState>,
+    mut changes: Option<mpsc::Receiver<SchemaChange>>,
+    recheck: Duration,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(recheck);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let change = async {
+                match changes.as_mut() {
+                    Some(changes) => changes.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = tokio::select! {
+                change = change => match change {
+                    Some(SchemaChange::Changed(tenant, event_type)) => {
+                        state.schemas.refresh(&tenant, &event_type).await
+                    }
+                    Some(SchemaChange::Resync) => state.schemas.resync().await,
+                    None => {
+                        changes = None;
+                        Ok(())
+                    }
+                },
+                _ = tick.tick() => state.schemas.resync().await,
+            };
+            if let Err(error) = outcome {
+                // The next tick tries again.
+                tracing::warn!(%error, "cannot refresh the schema cache");
+            }
+        }
+    });
 }
 
 /// actix-web's `HttpServer`, assembled from its parts so that each accepted stream passes
@@ -222,9 +276,14 @@ impl Application {
 
     /// Like [`Application::build`], over a backend the caller made (tests pass the database
     /// that `#[sqlx::test]` gives them).
-    pub fn build_with(settings: &Settings, backend: Backend) -> anyhow::Result<Self> {
+    pub fn build_with(settings: &Settings, mut backend: Backend) -> anyhow::Result<Self> {
         settings.check_for_serving()?;
         let data = AppData::new(settings, &backend)?;
+        follow_schema_changes(
+            data.state.clone(),
+            backend.schema_changes.take().map(|listen| listen()),
+            Duration::from_secs(settings.schemas.recheck_secs.max(1)),
+        );
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_domain::{EventStore, HealthCheck, Limits};
+use intake_domain::{EventStore, HealthCheck, Limits, SchemaStore};
 
 use crate::body::BodyLimits;
+use crate::schemas::SchemaCache;
 use crate::settings::Settings;
 
 /// What every handler shares.
@@ -23,6 +24,10 @@ pub struct AppState {
     pub batch_body: BodyLimits,
     /// Validation limits.
     pub validation: Limits,
+    /// The compiled schemas events are checked against, and where schemas are kept.
+    pub schemas: SchemaCache,
+    /// How a schema document's body is read.
+    pub schema_body: BodyLimits,
 }
 
 impl AppState {
@@ -31,6 +36,7 @@ impl AppState {
         settings: &Settings,
         events: Arc<dyn EventStore>,
         health: Arc<dyn HealthCheck>,
+        schemas: Arc<dyn SchemaStore>,
     ) -> Self {
         let timeout = Duration::from_millis(settings.server.client_body_timeout_ms);
         Self {
@@ -39,6 +45,12 @@ impl AppState {
             event_body: BodyLimits { max_bytes: settings.limits.max_body_bytes, timeout },
             batch_body: BodyLimits { max_bytes: settings.limits.max_batch_body_bytes, timeout },
             validation: settings.limits.validation(),
+            schemas: SchemaCache::new(schemas, settings.schemas.limits()),
+            // The limit applies to the compact document; the body may be indented.
+            schema_body: BodyLimits {
+                max_bytes: settings.schemas.max_bytes.saturating_mul(4),
+                timeout,
+            },
         }
     }
 }

@@ -15,7 +15,7 @@ use actix_web::test::{call_service, init_service, read_body, TestRequest};
 use intake_api::settings::Settings;
 use intake_api::startup::{app, AppData, Backend};
 use intake_api::{cursor, wire};
-use intake_domain::memory::{MemoryEventStore, MemoryTokenStore};
+use intake_domain::memory::{MemoryEventStore, MemorySchemaStore, MemoryTokenStore};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -165,7 +165,12 @@ fn app_data() -> AppData {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let settings = Settings::load_profile(&dir, "local").expect("local profile");
     let events = Arc::new(MemoryEventStore::default());
-    let backend = Backend::unpooled(events.clone(), Arc::new(MemoryTokenStore::default()), events);
+    let backend = Backend::unpooled(
+        events.clone(),
+        Arc::new(MemoryTokenStore::default()),
+        events,
+        Arc::new(MemorySchemaStore::default()),
+    );
     AppData::new(&settings, &backend).expect("app data")
 }
 

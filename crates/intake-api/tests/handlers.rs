@@ -10,7 +10,7 @@ use intake_api::auth::issue_token;
 use intake_api::routes::{self, Access, Endpoint};
 use intake_api::settings::Settings;
 use intake_api::startup::{app, AppData, Backend};
-use intake_domain::memory::{MemoryEventStore, MemoryTokenStore};
+use intake_domain::memory::{MemoryEventStore, MemorySchemaStore, MemoryTokenStore};
 use intake_domain::{
     NewToken, Scope, StoreError, TenantId, TokenHash, TokenId, TokenRecord, TokenStore,
 };
@@ -20,7 +20,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 fn state(events: Arc<MemoryEventStore>) -> AppData {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let settings = Settings::load_profile(&dir, "local").expect("local profile");
-    let backend = Backend::unpooled(events.clone(), Arc::new(MemoryTokenStore::default()), events);
+    let backend = Backend::unpooled(
+        events.clone(),
+        Arc::new(MemoryTokenStore::default()),
+        events,
+        Arc::new(MemorySchemaStore::default()),
+    );
     AppData::new(&settings, &backend).expect("app data")
 }
 
@@ -166,7 +171,12 @@ async fn every_endpoint_enforces_the_access_the_route_table_declares() {
     let events = Arc::new(MemoryEventStore::default());
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let settings = Settings::load_profile(&dir, "local").expect("local profile");
-    let backend = Backend::unpooled(events.clone(), tokens, events.clone());
+    let backend = Backend::unpooled(
+        events.clone(),
+        tokens,
+        events.clone(),
+        Arc::new(MemorySchemaStore::default()),
+    );
     let service = init_service(app(AppData::new(&settings, &backend).expect("data"))).await;
 
     let table = routes::table();
@@ -237,7 +247,12 @@ async fn a_flood_of_one_bad_token_costs_one_lookup() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let settings = Settings::load_profile(&dir, "local").expect("local profile");
     assert!(settings.auth.cache_ttl_ms >= 100, "the local profile caches lookups");
-    let backend = Backend::unpooled(events.clone(), tokens.clone(), events.clone());
+    let backend = Backend::unpooled(
+        events.clone(),
+        tokens.clone(),
+        events.clone(),
+        Arc::new(MemorySchemaStore::default()),
+    );
     let service = init_service(app(AppData::new(&settings, &backend).expect("data"))).await;
     for _ in 0..50 {
         let request = post(&event("pro"))

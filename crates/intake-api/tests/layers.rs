@@ -15,6 +15,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("auth", 1),
     ("body", 1),
     ("connection", 1),
+    ("schemas", 1),
+    ("routes::schemas", 3),
     ("state", 2),
     ("routes", 3),
     ("routes::events", 3),

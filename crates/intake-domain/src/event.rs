@@ -221,7 +221,8 @@ impl IdempotencyKey {
 /// The event's payload: a JSON object, stored and returned as sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventData {
-    map: Map<String, Value>,
+    /// Always a JSON object.
+    value: Value,
     /// The object written once, keys sorted: what the fingerprint hashes and storage keeps.
     json: String,
 }
@@ -250,12 +251,12 @@ impl EventData {
         let json = serde_json::to_string(&map).map_err(|e| {
             FieldError::new("data", ErrorCode::InvalidType, format!("data cannot be written: {e}"))
         })?;
-        Ok(Self { map, json })
+        Ok(Self { value: Value::Object(map), json })
     }
 
-    /// The object.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.map
+    /// The object, as a JSON value (what a schema checks).
+    pub fn as_value(&self) -> &Value {
+        &self.value
     }
 
     /// The object as JSON text, keys sorted: one spelling for every equal value.
@@ -263,9 +264,9 @@ impl EventData {
         &self.json
     }
 
-    /// The object as a JSON value.
+    /// The object as a JSON value, owned.
     pub fn to_value(&self) -> Value {
-        Value::Object(self.map.clone())
+        self.value.clone()
     }
 }
 

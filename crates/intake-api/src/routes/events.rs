@@ -5,7 +5,7 @@ use chrono::Utc;
 use intake_domain::event::json_type_name;
 use intake_domain::{
     BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
-    NewEvent, StoredEvent,
+    NewEvent, StoredEvent, TenantId,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -145,6 +145,15 @@ pub(crate) async fn ingest(
         let now = Utc::now();
         let beside = key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER));
         let event = NewEvent::parse(object, Some(beside), now, &state.validation)?;
+        let event = match check_schema(&state, caller.tenant(), event).await? {
+            Checked::Passed(event) => event,
+            Checked::Violates { event, version, errors } => {
+                return match replay_of(&state, caller.tenant(), &event).await? {
+                    Some(ingested) => Ok(ingested),
+                    None => Err(ApiError::SchemaViolation { version, errors }),
+                };
+            }
+        };
         let ingested = state.events.ingest(caller.tenant(), &event, EventId::generate(now)).await?;
         Ok::<_, ApiError>(ingested)
     }
@@ -162,6 +171,54 @@ pub(crate) async fn ingest(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(Accepted::from(&ingested)))
+}
+
+/// What checking an event against its type's schema found.
+enum Checked {
+    /// No schema, or the data satisfies it (the event then records the version).
+    Passed(NewEvent),
+    /// The data violates the schema.
+    Violates {
+        /// The event as parsed.
+        event: NewEvent,
+        /// The version checked against.
+        version: u32,
+        /// Every violation.
+        errors: Vec<FieldProblem>,
+    },
+}
+
+/// Checks an event's data against the latest schema of its type, if the type has one.
+async fn check_schema(
+    state: &AppState,
+    tenant: &TenantId,
+    event: NewEvent,
+) -> Result<Checked, ApiError> {
+    let Some(schema) = state.schemas.active(tenant, event.event_type()).await? else {
+        return Ok(Checked::Passed(event));
+    };
+    Ok(match schema.compiled.check(event.data().as_value()) {
+        Ok(()) => Checked::Passed(event.checked_against(schema.version)),
+        Err(violations) => Checked::Violates {
+            event,
+            version: schema.version,
+            errors: violations.into_iter().map(FieldProblem::schema_violation).collect(),
+        },
+    })
+}
+
+/// The stored event this one is a retry of, if any: a retry is answered as a replay even when
+/// a schema registered since would reject it.
+async fn replay_of(
+    state: &AppState,
+    tenant: &TenantId,
+    event: &NewEvent,
+) -> Result<Option<Ingested>, ApiError> {
+    let holder = state.events.key_holder(tenant, event.idempotency_key()).await?;
+    Ok(holder.and_then(|holder| match holder.outcome_for(event, false) {
+        BatchOutcome::Stored(ingested) => Some(ingested),
+        BatchOutcome::KeyReused { .. } => None,
+    }))
 }
 
 /// The most events one batch may hold.
@@ -273,13 +330,25 @@ pub(crate) async fn ingest_batch(
                 ),
             )]),
         };
-        match parsed {
-            Ok(event) => {
+        let checked = match parsed {
+            Ok(event) => check_schema(&state, caller.tenant(), event).await?,
+            Err(errors) => {
+                results.push(Some(ItemResult::rejected(errors)));
+                continue;
+            }
+        };
+        match checked {
+            Checked::Passed(event) => {
                 valid.push((event, EventId::generate(now)));
                 positions.push(position);
                 results.push(None);
             }
-            Err(errors) => results.push(Some(ItemResult::rejected(errors))),
+            Checked::Violates { event, errors, .. } => {
+                results.push(Some(match replay_of(&state, caller.tenant(), &event).await? {
+                    Some(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
+                    None => ItemResult::rejected(errors),
+                }));
+            }
         }
     }
 
@@ -345,6 +414,10 @@ pub(crate) struct EventBody {
     /// The payload as sent.
     #[schema(value_type = Object)]
     data: Value,
+    /// The version of its type's schema the data was checked against; null when its type had
+    /// no schema.
+    #[schema(example = 1)]
+    schema_version: Option<u32>,
 }
 
 impl From<StoredEvent> for EventBody {
@@ -356,6 +429,7 @@ impl From<StoredEvent> for EventBody {
             received_at: format_timestamp(e.received_at),
             idempotency_key: e.idempotency_key,
             data: e.data,
+            schema_version: e.schema_version,
         }
     }
 }

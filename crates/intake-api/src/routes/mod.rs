@@ -6,6 +6,7 @@
 
 pub(crate) mod events;
 pub(crate) mod ops;
+pub(crate) mod schemas;
 
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
@@ -14,7 +15,7 @@ use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
-use crate::auth::{EventsRead, EventsWrite, RequiredScope};
+use crate::auth::{EventsRead, EventsWrite, RequiredScope, SchemasRead, SchemasWrite};
 use crate::problem::{ApiError, ProblemKind};
 
 pub use ops::OpenApiJson;
@@ -129,13 +130,23 @@ const BODY: &[ProblemKind] = &[
 pub fn table() -> Vec<Endpoint> {
     use events::*;
     use ops::*;
+    use schemas::*;
     use ProblemKind as K;
     let unavailable = &[K::SERVICE_UNAVAILABLE][..];
     [
         endpoint::<__path_ingest, _, _>(
             ingest,
             Access::scope::<EventsWrite>(),
-            &[BODY, &[K::VALIDATION_FAILED, K::IDEMPOTENCY_KEY_REUSED, K::OVERLOADED], unavailable],
+            &[
+                BODY,
+                &[
+                    K::VALIDATION_FAILED,
+                    K::SCHEMA_VIOLATION,
+                    K::IDEMPOTENCY_KEY_REUSED,
+                    K::OVERLOADED,
+                ],
+                unavailable,
+            ],
         ),
         endpoint::<__path_feed, _, _>(
             feed,
@@ -150,6 +161,31 @@ pub fn table() -> Vec<Endpoint> {
         endpoint::<__path_get_event, _, _>(
             get_event,
             Access::scope::<EventsRead>(),
+            &[&[K::NOT_FOUND], unavailable],
+        ),
+        endpoint::<__path_list_schemas, _, _>(
+            list_schemas,
+            Access::scope::<SchemasRead>(),
+            &[unavailable],
+        ),
+        endpoint::<__path_put_schema, _, _>(
+            put_schema,
+            Access::scope::<SchemasWrite>(),
+            &[BODY, &[K::VALIDATION_FAILED, K::INVALID_SCHEMA], unavailable],
+        ),
+        endpoint::<__path_get_schema, _, _>(
+            get_schema,
+            Access::scope::<SchemasRead>(),
+            &[&[K::NOT_FOUND], unavailable],
+        ),
+        endpoint::<__path_delete_schema, _, _>(
+            delete_schema,
+            Access::scope::<SchemasWrite>(),
+            &[&[K::NOT_FOUND], unavailable],
+        ),
+        endpoint::<__path_get_schema_version, _, _>(
+            get_schema_version,
+            Access::scope::<SchemasRead>(),
             &[&[K::NOT_FOUND], unavailable],
         ),
         endpoint::<__path_healthz, _, _>(healthz, Access::Public, &[]),

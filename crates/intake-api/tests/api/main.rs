@@ -14,4 +14,5 @@ mod outage;
 mod process;
 mod read;
 mod schema_driven;
+mod schemas;
 mod security;

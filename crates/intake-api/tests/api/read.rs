@@ -84,7 +84,8 @@ async fn a_stored_event_reads_back_with_its_data_as_sent(pool: PgPool) {
     assert_eq!(event["data"]["s"], "ünï 🚀");
     assert_eq!(event["data"]["n"], json!({"a": [null, true, {}]}));
     let keys: Vec<&String> = event.as_object().expect("object").keys().collect();
-    assert_eq!(keys.len(), 6, "exactly the six fields: {keys:?}");
+    assert_eq!(keys.len(), 7, "exactly the seven fields: {keys:?}");
+    assert_eq!(event["schema_version"], Value::Null, "its type has no schema");
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]

@@ -1,0 +1,408 @@
+//! Event schemas (contract §9) over real HTTP and PostgreSQL: versioning, every endpoint's
+//! statuses and bodies, scopes, tenant isolation, violations in single events and batches,
+//! replays across a schema change, hostile schemas, and a change reaching a second server.
+
+use std::time::{Duration, Instant};
+
+use intake_domain::Scope;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::{create_token, spawn_app, TestApp, DEV_TOKEN};
+use crate::process::{database_url, ServeProcess};
+
+/// A realistic schema: ten properties, an enum, patterns, a nested object.
+fn signup_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["user_id", "plan", "email"],
+        "additionalProperties": false,
+        "properties": {
+            "user_id": {"type": "string", "pattern": "^u_[0-9]+$"},
+            "plan": {"enum": ["free", "pro", "enterprise"]},
+            "email": {"type": "string", "maxLength": 254},
+            "seats": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "trial": {"type": "boolean"},
+            "referrer": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+            "amount": {"type": "number", "minimum": 0},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "address": {
+                "type": "object",
+                "required": ["country"],
+                "properties": {
+                    "country": {"type": "string", "minLength": 2, "maxLength": 2},
+                    "city": {"type": "string"}
+                }
+            }
+        }
+    })
+}
+
+fn good_data() -> Value {
+    json!({"user_id": "u_12345", "plan": "pro", "email": "a@example.com", "seats": 5,
+           "address": {"country": "DE", "city": "Berlin"}})
+}
+
+fn event(key: &str, event_type: &str, data: Value) -> Value {
+    json!({
+        "event_type": event_type,
+        "occurred_at": "2025-12-22T10:30:00Z",
+        "idempotency_key": key,
+        "data": data,
+    })
+}
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.header(CONTENT_TYPE, "application/json").body(body.to_string());
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("json") })
+}
+
+async fn put(app: &TestApp, event_type: &str, schema: &Value) -> (u16, Value) {
+    call(app, DEV_TOKEN, reqwest::Method::PUT, &format!("/v1/schemas/{event_type}"), Some(schema))
+        .await
+}
+
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    call(app, DEV_TOKEN, reqwest::Method::GET, path, None).await
+}
+
+async fn delete(app: &TestApp, event_type: &str) -> (u16, Value) {
+    call(app, DEV_TOKEN, reqwest::Method::DELETE, &format!("/v1/schemas/{event_type}"), None).await
+}
+
+async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
+    call(app, DEV_TOKEN, reqwest::Method::POST, "/v1/events", Some(body)).await
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn versions_follow_the_contract(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let v1 = json!({"type": "object"});
+    let v2 = signup_schema();
+
+    let (status, created) = put(&app, "user.signup", &v1).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["event_type"], "user.signup");
+    assert_eq!(created["schema"], v1);
+    assert!(created["created_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{created}");
+    let (status, same) = put(&app, "user.signup", &v1).await;
+    assert_eq!((status, &same["version"]), (200, &json!(1)), "unchanged: {same}");
+    assert_eq!(same["created_at"], created["created_at"]);
+    let (status, second) = put(&app, "user.signup", &v2).await;
+    assert_eq!((status, &second["version"]), (201, &json!(2)));
+
+    let (status, latest) = get(&app, "/v1/schemas/user.signup").await;
+    assert_eq!((status, &latest["version"], &latest["schema"]), (200, &json!(2), &v2));
+    let (status, first) = get(&app, "/v1/schemas/user.signup/versions/1").await;
+    assert_eq!((status, &first["schema"]), (200, &v1));
+    let (status, list) = get(&app, "/v1/schemas").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"].as_array().expect("data").len(), 1, "{list}");
+    assert_eq!(list["data"][0]["event_type"], "user.signup");
+    assert_eq!(list["data"][0]["version"], 2);
+    assert!(list["data"][0]["created_at"].is_string());
+    assert!(list["data"][0].get("schema").is_none(), "the list is a summary: {list}");
+
+    let (status, body) = delete(&app, "user.signup").await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_eq!(get(&app, "/v1/schemas/user.signup").await.0, 404);
+    assert_eq!(get(&app, "/v1/schemas").await.1["data"], json!([]));
+    assert_eq!(get(&app, "/v1/schemas/user.signup/versions/2").await.0, 200, "history stays");
+    assert_eq!(delete(&app, "user.signup").await.0, 404, "already deleted");
+    let (status, again) = put(&app, "user.signup", &v2).await;
+    assert_eq!((status, &again["version"]), (201, &json!(3)), "numbering continues: {again}");
+
+    for path in [
+        "/v1/schemas/never.had",
+        "/v1/schemas/never.had/versions/1",
+        "/v1/schemas/user.signup/versions/99",
+        "/v1/schemas/user.signup/versions/0",
+        "/v1/schemas/user.signup/versions/one",
+    ] {
+        let (status, problem) = get(&app, path).await;
+        assert_eq!(status, 404, "{path}: {problem}");
+        assert_eq!(problem["type"], "/docs/troubleshooting#not-found");
+    }
+    assert_eq!(delete(&app, "never.had").await.0, 404);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn schema_endpoints_need_their_scopes_and_tenants_stay_apart(pool: PgPool) {
+    let (events_only, _) =
+        create_token(&pool, "dev", vec![Scope::EventsWrite, Scope::EventsRead]).await;
+    let (reader, _) = create_token(&pool, "dev", vec![Scope::SchemasRead]).await;
+    let (globex, _) = create_token(&pool, "globex", Scope::ALL.to_vec()).await;
+    let app = spawn_app(pool).await;
+    let schema = json!({"type": "object", "required": ["plan"]});
+    use reqwest::Method;
+    let put_path = "/v1/schemas/user.signup";
+    assert_eq!(call(&app, &events_only, Method::PUT, put_path, Some(&schema)).await.0, 403);
+    assert_eq!(call(&app, &events_only, Method::GET, "/v1/schemas", None).await.0, 403);
+    assert_eq!(call(&app, &reader, Method::PUT, put_path, Some(&schema)).await.0, 403);
+    assert_eq!(call(&app, &reader, Method::DELETE, put_path, None).await.0, 403);
+    assert_eq!(put(&app, "user.signup", &schema).await.0, 201);
+    assert_eq!(call(&app, &reader, Method::GET, put_path, None).await.0, 200);
+    assert_eq!(call(&app, "nope", Method::GET, "/v1/schemas", None).await.0, 401);
+
+    // Another tenant sees nothing, cannot delete it, and its events are not checked by it.
+    assert_eq!(call(&app, &globex, Method::GET, put_path, None).await.0, 404);
+    let (_, list) = call(&app, &globex, Method::GET, "/v1/schemas", None).await;
+    assert_eq!(list["data"], json!([]));
+    assert_eq!(call(&app, &globex, Method::DELETE, put_path, None).await.0, 404);
+    let unchecked = event("g-1", "user.signup", json!({}));
+    let (status, stored) = call(&app, &globex, Method::POST, "/v1/events", Some(&unchecked)).await;
+    assert_eq!(status, 200, "{stored}");
+    let (status, problem) = post(&app, &event("d-1", "user.signup", json!({}))).await;
+    assert_eq!((status, &problem["type"]), (400, &json!("/docs/troubleshooting#schema-violation")));
+    assert_eq!(get(&app, "/v1/schemas/user.signup").await.1["version"], 1);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_violating_event_is_told_every_violation_and_a_valid_one_records_the_version(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    assert_eq!(put(&app, "user.signup", &signup_schema()).await.0, 201);
+    let bad = json!({"user_id": "x", "plan": "gold", "email": "a@example.com", "seats": 0,
+                     "address": {"city": "Berlin"}});
+    let (status, problem) = post(&app, &event("bad-1", "user.signup", bad)).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["type"], "/docs/troubleshooting#schema-violation");
+    assert_eq!(problem["schema_version"], 1);
+    let mut found: Vec<(String, String)> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["field"], "data", "{e}");
+            assert_eq!(e["code"], "schema_violation", "{e}");
+            assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+            (
+                e["pointer"].as_str().expect("pointer").into(),
+                e["schema_path"].as_str().expect("path").into(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("/data/address".to_owned(), "/properties/address/required".to_owned()),
+            ("/data/plan".to_owned(), "/properties/plan/enum".to_owned()),
+            ("/data/seats".to_owned(), "/properties/seats/minimum".to_owned()),
+            ("/data/user_id".to_owned(), "/properties/user_id/pattern".to_owned()),
+        ]
+    );
+    assert_eq!(app.event_count().await, 0, "nothing stored");
+
+    let (status, accepted) = post(&app, &event("good-1", "user.signup", good_data())).await;
+    assert_eq!(status, 200, "{accepted}");
+    let id = accepted["event_id"].as_str().expect("id");
+    let (_, read) = get(&app, &format!("/v1/events/{id}")).await;
+    assert_eq!(read["schema_version"], 1);
+    let (_, other) = post(&app, &event("other-1", "page.viewed", json!({"any": "thing"}))).await;
+    let (_, read) =
+        get(&app, &format!("/v1/events/{}", other["event_id"].as_str().expect("id"))).await;
+    assert_eq!(read["schema_version"], Value::Null);
+    // The feed hands out an event once every older transaction of the server has ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let versions = loop {
+        let (_, feed) = get(&app, "/v1/events").await;
+        let versions: Vec<Value> = feed["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|e| e["schema_version"].clone())
+            .collect();
+        if versions.len() == 2 || Instant::now() > deadline {
+            break versions;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(versions, [json!(1), Value::Null]);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn batch_items_are_checked_each_on_its_own(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    assert_eq!(put(&app, "user.signup", &signup_schema()).await.0, 201);
+    let batch = json!({"events": [
+        event("b-1", "user.signup", good_data()),
+        event("b-2", "user.signup", json!({"plan": "gold"})),
+        event("b-3", "page.viewed", json!({})),
+    ]});
+    let (status, body) =
+        call(&app, DEV_TOKEN, reqwest::Method::POST, "/v1/events/batch", Some(&batch)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["accepted"].clone(), body["rejected"].clone()),
+        (json!(2), json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["results"][0]["status"], "ok");
+    assert_eq!(body["results"][2]["status"], "ok");
+    let errors = body["results"][1]["errors"].as_array().expect("errors");
+    let mut paths: Vec<&str> = errors.iter().filter_map(|e| e["schema_path"].as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/properties/plan/enum", "/required", "/required"], "{errors:?}");
+    assert!(errors.iter().all(|e| e["code"] == "schema_violation" && e["pointer"].is_string()));
+    assert_eq!(app.event_count().await, 2);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_retry_is_a_replay_even_when_a_newer_schema_rejects_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let original = event("early-1", "user.signup", json!({"plan": "legacy"}));
+    let (status, first) = post(&app, &original).await;
+    assert_eq!(status, 200);
+    assert_eq!(put(&app, "user.signup", &signup_schema()).await.0, 201);
+
+    let response = app.post_events().body(original.to_string()).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let replay: Value = response.json().await.expect("json");
+    assert_eq!(replay["event_id"], first["event_id"]);
+    assert_eq!(replay["deduplicated"], true);
+    let batch = json!({"events": [original]});
+    let (_, body) =
+        call(&app, DEV_TOKEN, reqwest::Method::POST, "/v1/events/batch", Some(&batch)).await;
+    assert_eq!(body["results"][0]["deduplicated"], true, "{body}");
+    assert_eq!(body["results"][0]["event_id"], first["event_id"]);
+
+    // The same data under a new key is a new event, and the schema applies to it.
+    let (status, _) = post(&app, &event("early-2", "user.signup", json!({"plan": "legacy"}))).await;
+    assert_eq!(status, 400);
+    // The same key with other data is no retry either.
+    let (status, _) = post(&app, &event("early-1", "user.signup", json!({"plan": "other"}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(app.event_count().await, 1);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn hostile_and_invalid_schemas_are_refused_without_harm(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut deep = json!({"type": "string"});
+    for _ in 0..40 {
+        deep = json!({"items": deep});
+    }
+    let huge = json!({"enum": (0..8_000).map(|i| format!("value-{i}")).collect::<Vec<_>>()});
+    for (what, schema, says) in [
+        ("an unknown type", json!({"type": "text"}), "text"),
+        ("a keyword of the wrong kind", json!({"minLength": "two"}), "two"),
+        ("a remote $ref", json!({"$ref": "http://127.0.0.1:9/schema.json"}), "outside the schema"),
+        ("another draft", json!({"$schema": "http://json-schema.org/draft-07/schema#"}), "2020-12"),
+        ("a look-around pattern", json!({"properties": {"a": {"pattern": "(?=a)a"}}}), "pattern"),
+        ("a deep schema", deep, "nests deeper"),
+        ("a huge schema", huge, "bytes"),
+    ] {
+        let (status, problem) = put(&app, "hostile", &schema).await;
+        assert_eq!(status, 400, "{what}: {problem}");
+        assert_eq!(problem["type"], "/docs/troubleshooting#invalid-schema", "{what}");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains(says)), "{what}: {problem}");
+    }
+    // A body far over the limit is not even read.
+    let enormous = json!({"enum": (0..40_000).map(|i| format!("value-{i}")).collect::<Vec<_>>()});
+    assert_eq!(put(&app, "hostile", &enormous).await.0, 413);
+    let (status, problem) = put(&app, "hostile", &json!([1, 2])).await;
+    assert_eq!((status, &problem["type"]), (400, &json!("/docs/troubleshooting#invalid-body")));
+    assert_eq!(get(&app, "/v1/schemas").await.1["data"], json!([]), "nothing registered");
+
+    // A pattern that backtracks catastrophically elsewhere is checked in linear time here.
+    let evil = json!({"properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}});
+    assert_eq!(put(&app, "hostile", &evil).await.0, 201);
+    let subject = format!("{}!", "a".repeat(100_000));
+    let started = Instant::now();
+    let (status, _) = post(&app, &event("evil-1", "hostile", json!({"s": subject}))).await;
+    assert_eq!(status, 400);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let (status, _) = post(&app, &event("evil-2", "hostile", json!({"s": "aaaa"}))).await;
+    assert_eq!(status, 200, "the server still serves");
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_change_reaches_a_second_server_within_a_second(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let (a, b) = (ServeProcess::start(&url, None).await, ServeProcess::start(&url, None).await);
+    let client = reqwest::Client::new();
+    let send = |base: String, body: Value| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(DEV_TOKEN)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16()
+        }
+    };
+    // B has loaded its (empty) cache before the change.
+    assert_eq!(send(b.base.clone(), event("warm", "user.signup", json!({}))).await, 200);
+
+    let mut n = 0;
+    let mut until_b_agrees = |expected: u16| {
+        let (base, send) = (b.base.clone(), &send);
+        n += 1;
+        let round = n;
+        async move {
+            let started = Instant::now();
+            let mut i = 0;
+            loop {
+                i += 1;
+                let status = send(
+                    base.clone(),
+                    event(&format!("probe-{round}-{i}"), "user.signup", json!({})),
+                )
+                .await;
+                if status == expected {
+                    return started.elapsed();
+                }
+                assert!(started.elapsed() < Duration::from_secs(1), "B still answers {status}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let put = client
+        .put(format!("{}/v1/schemas/user.signup", a.base))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body(json!({"type": "object", "required": ["plan"]}).to_string())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 201);
+    let registered = until_b_agrees(400).await;
+    let deleted = client
+        .delete(format!("{}/v1/schemas/user.signup", a.base))
+        .bearer_auth(DEV_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    let removed = until_b_agrees(200).await;
+    println!(
+        "schema change seen by a second server after {registered:?}; deletion after {removed:?}"
+    );
+}
