@@ -11,7 +11,9 @@
 //! 4. the dedupe path: every request a replay of a stored event;
 //! 5. the server's peak resident memory over all of the above;
 //! 6. single events with group commit off (a statement and a commit per event), for reference;
-//! 7. single events again once millions of events are stored.
+//! 7. single events again once millions of events are stored;
+//! 8. single events and batches of a type with a realistic JSON Schema (ten properties, an enum,
+//!    patterns, a nested object), against the same events before the schema was registered.
 //!
 //! `BENCH_SECS` (default 10) sets each phase's length and `BENCH_STORED` (default 5000000) the
 //! stored events of phase 7.
@@ -45,6 +47,48 @@ fn event(key: &str, i: usize) -> Value {
     })
 }
 
+/// An event that a realistic schema accepts.
+fn signup_event(key: &str, i: usize) -> Value {
+    json!({
+        "event_type": "user.signup",
+        "occurred_at": "2025-12-22T10:30:00Z",
+        "idempotency_key": key,
+        "data": {"user_id": format!("u_{i}"), "plan": "pro", "email": "someone@example.com",
+                 "seats": 5, "trial": false, "referrer": null, "tags": ["web", "eu"],
+                 "amount": 49.5, "currency": "EUR",
+                 "address": {"country": "DE", "city": "Berlin"}}
+    })
+}
+
+/// Ten properties, an enum, two patterns, a nested object.
+fn signup_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["user_id", "plan", "email"],
+        "additionalProperties": false,
+        "properties": {
+            "user_id": {"type": "string", "pattern": "^u_[0-9]+$"},
+            "plan": {"enum": ["free", "pro", "enterprise"]},
+            "email": {"type": "string", "format": "email", "maxLength": 254},
+            "seats": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "trial": {"type": "boolean"},
+            "referrer": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+            "amount": {"type": "number", "minimum": 0},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "address": {
+                "type": "object",
+                "required": ["country"],
+                "properties": {
+                    "country": {"type": "string", "minLength": 2, "maxLength": 2},
+                    "city": {"type": "string"}
+                }
+            }
+        }
+    })
+}
+
 /// What one load phase saw.
 struct Load {
     /// Requests answered 2xx per second.
@@ -64,6 +108,10 @@ enum Shape {
     Batch,
     /// One event already stored (keys `replay-0` … `replay-9999`).
     Replay,
+    /// One new `user.signup` event.
+    SignupSingle,
+    /// A batch of new `user.signup` events.
+    SignupBatch,
 }
 
 /// `clients` connections sending requests of `shape` back to back for `secs` seconds.
@@ -89,6 +137,17 @@ async fn load(base: &str, phase: &str, shape: Shape, clients: usize, secs: u64) 
                     Shape::Batch => {
                         let items: Vec<Value> = (0..BATCH_SIZE)
                             .map(|i| event(&format!("{phase}-{task}-{n}-{i}"), i))
+                            .collect();
+                        let body = json!({ "events": items }).to_string();
+                        (format!("{base}/v1/events/batch"), body, BATCH_SIZE as u64)
+                    }
+                    Shape::SignupSingle => {
+                        let key = format!("{phase}-{task}-{n}");
+                        (format!("{base}/v1/events"), signup_event(&key, n).to_string(), 1)
+                    }
+                    Shape::SignupBatch => {
+                        let items: Vec<Value> = (0..BATCH_SIZE)
+                            .map(|i| signup_event(&format!("{phase}-{task}-{n}-{i}"), i))
                             .collect();
                         let body = json!({ "events": items }).to_string();
                         (format!("{base}/v1/events/batch"), body, BATCH_SIZE as u64)
@@ -354,6 +413,23 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
     let batch = load(&server.base, "batch", Shape::Batch, BATCH_CLIENTS, secs).await;
     store_replay_keys(&server.base).await?;
     let replay = load(&server.base, "replay", Shape::Replay, SINGLE_CLIENTS, secs).await;
+
+    eprintln!("bench: user.signup events without, then with, a schema…");
+    let plain_single = load(&server.base, "plain", Shape::SignupSingle, SINGLE_CLIENTS, secs).await;
+    let plain_batch = load(&server.base, "plainb", Shape::SignupBatch, BATCH_CLIENTS, secs).await;
+    let registered = reqwest::Client::new()
+        .put(format!("{}/v1/schemas/user.signup", server.base))
+        .bearer_auth("test_123")
+        .header("Content-Type", "application/json")
+        .body(signup_schema().to_string())
+        .send()
+        .await?;
+    if registered.status() != 201 {
+        bail!("registering the schema: {}", registered.status());
+    }
+    let schema_single =
+        load(&server.base, "schema", Shape::SignupSingle, SINGLE_CLIENTS, secs).await;
+    let schema_batch = load(&server.base, "schemab", Shape::SignupBatch, BATCH_CLIENTS, secs).await;
     let rss = server.peak_rss_mib();
     server.stop();
 
@@ -430,6 +506,34 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
             format!("{} of empty", ratio(full.events_per_sec, single.events_per_sec)),
             latency(&full),
             full.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events, user.signup, no schema ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", plain_single.events_per_sec),
+            "1.00× (baseline C)".into(),
+            latency(&plain_single),
+            plain_single.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events, user.signup checked against its schema ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", schema_single.events_per_sec),
+            format!("{} of C", ratio(schema_single.events_per_sec, plain_single.events_per_sec)),
+            latency(&schema_single),
+            schema_single.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events/batch, user.signup, no schema ({BATCH_CLIENTS} conns)"),
+            format!("{:.0} events/s", plain_batch.events_per_sec),
+            "1.00× (baseline D)".into(),
+            latency(&plain_batch),
+            plain_batch.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events/batch, user.signup checked against its schema ({BATCH_CLIENTS} conns)"),
+            format!("{:.0} events/s", schema_batch.events_per_sec),
+            format!("{} of D", ratio(schema_batch.events_per_sec, plain_batch.events_per_sec)),
+            latency(&schema_batch),
+            schema_batch.non_2xx.to_string(),
         ],
         [
             "intake server peak RSS (all intake phases)".into(),
