@@ -27,6 +27,10 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 
+#[path = "../tests/fixtures/signup.rs"]
+mod signup;
+use signup::{signup_data, signup_schema};
+
 const SINGLE_CLIENTS: usize = 64;
 const BATCH_CLIENTS: usize = 16;
 const RAW_SINGLE_CLIENTS: usize = 64;
@@ -47,45 +51,13 @@ fn event(key: &str, i: usize) -> Value {
     })
 }
 
-/// An event that a realistic schema accepts.
+/// An event that the realistic schema accepts.
 fn signup_event(key: &str, i: usize) -> Value {
     json!({
         "event_type": "user.signup",
         "occurred_at": "2025-12-22T10:30:00Z",
         "idempotency_key": key,
-        "data": {"user_id": format!("u_{i}"), "plan": "pro", "email": "someone@example.com",
-                 "seats": 5, "trial": false, "referrer": null, "tags": ["web", "eu"],
-                 "amount": 49.5, "currency": "EUR",
-                 "address": {"country": "DE", "city": "Berlin"}}
-    })
-}
-
-/// Ten properties, an enum, two patterns, a nested object.
-fn signup_schema() -> Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["user_id", "plan", "email"],
-        "additionalProperties": false,
-        "properties": {
-            "user_id": {"type": "string", "pattern": "^u_[0-9]+$"},
-            "plan": {"enum": ["free", "pro", "enterprise"]},
-            "email": {"type": "string", "format": "email", "maxLength": 254},
-            "seats": {"type": "integer", "minimum": 1, "maximum": 10000},
-            "trial": {"type": "boolean"},
-            "referrer": {"type": ["string", "null"]},
-            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
-            "amount": {"type": "number", "minimum": 0},
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-            "address": {
-                "type": "object",
-                "required": ["country"],
-                "properties": {
-                    "country": {"type": "string", "minLength": 2, "maxLength": 2},
-                    "city": {"type": "string"}
-                }
-            }
-        }
+        "data": signup_data(i),
     })
 }
 

@@ -109,13 +109,7 @@ impl SchemaStore for PgStore {
         schema: &Value,
     ) -> Result<SchemaPut, StoreError> {
         let mut conn = self.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(classify)?;
-        sqlx::query(LOCK_TYPE)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let mut tx = begin_locked(&mut conn, tenant, event_type).await?;
         let head: Option<(i32, bool, sqlx::types::Json<Value>)> = sqlx::query_as(HEAD)
             .bind(tenant.as_str())
             .bind(event_type.as_str())
@@ -210,13 +204,7 @@ impl SchemaStore for PgStore {
 
     async fn delete(&self, tenant: &TenantId, event_type: &EventType) -> Result<bool, StoreError> {
         let mut conn = self.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(classify)?;
-        sqlx::query(LOCK_TYPE)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let mut tx = begin_locked(&mut conn, tenant, event_type).await?;
         let deleted = sqlx::query(DEACTIVATE)
             .bind(tenant.as_str())
             .bind(event_type.as_str())
@@ -249,6 +237,22 @@ impl SchemaStore for PgStore {
             })
             .collect()
     }
+}
+
+/// A transaction that holds the lock of one tenant's event type until it ends.
+async fn begin_locked<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    tenant: &TenantId,
+    event_type: &EventType,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, StoreError> {
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
+    sqlx::query(LOCK_TYPE)
+        .bind(tenant.as_str())
+        .bind(event_type.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    Ok(tx)
 }
 
 /// Announces a change of one type's schema when the transaction commits.

@@ -12,38 +12,12 @@ use sqlx::PgPool;
 use crate::helpers::{create_token, spawn_app, TestApp, DEV_TOKEN};
 use crate::process::{database_url, ServeProcess};
 
-/// A realistic schema: ten properties, an enum, patterns, a nested object.
-fn signup_schema() -> Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["user_id", "plan", "email"],
-        "additionalProperties": false,
-        "properties": {
-            "user_id": {"type": "string", "pattern": "^u_[0-9]+$"},
-            "plan": {"enum": ["free", "pro", "enterprise"]},
-            "email": {"type": "string", "maxLength": 254},
-            "seats": {"type": "integer", "minimum": 1, "maximum": 10000},
-            "trial": {"type": "boolean"},
-            "referrer": {"type": ["string", "null"]},
-            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
-            "amount": {"type": "number", "minimum": 0},
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-            "address": {
-                "type": "object",
-                "required": ["country"],
-                "properties": {
-                    "country": {"type": "string", "minLength": 2, "maxLength": 2},
-                    "city": {"type": "string"}
-                }
-            }
-        }
-    })
-}
+#[path = "../fixtures/signup.rs"]
+mod signup;
+use signup::{signup_data, signup_schema};
 
 fn good_data() -> Value {
-    json!({"user_id": "u_12345", "plan": "pro", "email": "a@example.com", "seats": 5,
-           "address": {"country": "DE", "city": "Berlin"}})
+    signup_data(12345)
 }
 
 fn event(key: &str, event_type: &str, data: Value) -> Value {
