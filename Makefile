@@ -23,10 +23,10 @@ run:
 	echo "make run: serving on http://127.0.0.1:8080 with dev token test_123 (Ctrl-C stops)" >&2; \
 	exec $(CARGO) run --quiet --bin intake -- serve
 
-## Formatting, lints, then every test against a real PostgreSQL.
+## Formatting, lints, then every test against a real PostgreSQL and a real Redis.
 test: fmt-check lint tools
 	INTAKE_OPENAPI_VALIDATOR=$(VALIDATOR) INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) \
-	  scripts/db with $(CARGO) test --workspace --no-fail-fast
+	  scripts/db with scripts/redis with $(CARGO) test --workspace --no-fail-fast
 
 ## Installs what the tests use beyond cargo: openapi-spec-validator and schemathesis (from PyPI,
 ## into .tmp/venv).

@@ -9,6 +9,7 @@ pub mod feed;
 pub mod fingerprint;
 pub mod new_event;
 pub mod ports;
+pub mod rate;
 pub mod schema;
 pub mod token;
 pub mod validation;
@@ -27,6 +28,7 @@ pub use ports::{
     BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
     SchemaStore, StoreError, TokenStore,
 };
+pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{
     CompiledSchema, InvalidSchema, SchemaLimits, SchemaPut, SchemaRecord, SchemaViolation,
 };
