@@ -235,6 +235,7 @@ pub fn issue_token(
         tenant,
         name,
         scopes,
+        limit: None,
     };
     Ok(IssuedToken { secret, token })
 }

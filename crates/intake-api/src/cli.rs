@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use intake_domain::{Scope, TenantId, TokenId, TokenRecord};
+use intake_domain::{RateLimit, Scope, TenantId, TokenId, TokenRecord};
 use intake_storage::PgStore;
 use serde::Serialize;
 
@@ -46,6 +46,26 @@ enum TokensCommand {
         /// A scope (events:write, events:read); repeat for several. Default: every scope.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// Its own rate limit in events per second (with --burst); else the configured default.
+        #[arg(long, requires = "burst")]
+        rate: Option<u32>,
+        /// The most events at once (with --rate).
+        #[arg(long, requires = "rate")]
+        burst: Option<u32>,
+    },
+    /// Changes a token's rate limit; takes effect within a few seconds.
+    Update {
+        /// The token's id (tok_…).
+        id: String,
+        /// Events per second (with --burst).
+        #[arg(long, requires = "burst", conflicts_with = "default_limit")]
+        rate: Option<u32>,
+        /// The most events at once (with --rate).
+        #[arg(long, requires = "rate", conflicts_with = "default_limit")]
+        burst: Option<u32>,
+        /// Back to the configured default.
+        #[arg(long = "default-limit")]
+        default_limit: bool,
     },
     /// List every token (never their secrets), newest first.
     List {
@@ -111,7 +131,8 @@ async fn tokens_on(
     command: TokensCommand,
 ) -> anyhow::Result<()> {
     match command {
-        TokensCommand::Create { tenant, name, scopes } => {
+        TokensCommand::Create { tenant, name, scopes, rate, burst } => {
+            let limit = limit_of(rate, burst)?;
             let tenant = TenantId::parse(&tenant)?;
             let scopes = if scopes.is_empty() {
                 Scope::ALL.to_vec()
@@ -125,7 +146,8 @@ async fn tokens_on(
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
-            let issued = issue_token(tenant, name, scopes)?;
+            let mut issued = issue_token(tenant, name, scopes)?;
+            issued.token.limit = limit;
             let record = store.create(&issued.token).await.context("storing the token")?;
             println!("{}", issued.secret);
             eprintln!(
@@ -142,6 +164,22 @@ async fn tokens_on(
                 print!("{}", token_table(&listed));
             }
         }
+        TokensCommand::Update { id, rate, burst, default_limit } => {
+            let id: TokenId = id.parse()?;
+            if !default_limit && rate.is_none() {
+                bail!("give --rate N --burst M, or --default-limit");
+            }
+            let limit = limit_of(rate, burst)?;
+            if !store.set_limit(id, limit).await.context("updating the token")? {
+                bail!("no active token {id}");
+            }
+            match limit {
+                Some(l) => {
+                    eprintln!("{id} now allows {} events/s, bursts of {}", l.per_second, l.burst)
+                }
+                None => eprintln!("{id} now follows the configured default limit"),
+            }
+        }
         TokensCommand::Revoke { id } => {
             let id: TokenId = id.parse()?;
             if !store.revoke(id).await.context("revoking the token")? {
@@ -153,6 +191,17 @@ async fn tokens_on(
     Ok(())
 }
 
+/// The limit `--rate` and `--burst` give, if any.
+fn limit_of(rate: Option<u32>, burst: Option<u32>) -> anyhow::Result<Option<RateLimit>> {
+    match (rate, burst) {
+        (Some(rate), Some(burst)) => {
+            RateLimit::new(rate, burst).map(Some).context("--rate and --burst must be at least 1")
+        }
+        (None, None) => Ok(None),
+        _ => bail!("give --rate and --burst together"),
+    }
+}
+
 /// A token as `tokens list` shows it.
 #[derive(Debug, Serialize)]
 struct ListedToken {
@@ -162,6 +211,10 @@ struct ListedToken {
     scopes: Vec<&'static str>,
     created_at: String,
     revoked_at: Option<String>,
+    /// Events per second, `null` for the configured default.
+    rate: Option<u32>,
+    /// Burst, `null` for the configured default.
+    burst: Option<u32>,
 }
 
 impl ListedToken {
@@ -173,24 +226,32 @@ impl ListedToken {
             scopes: record.scopes.iter().map(|s| s.as_str()).collect(),
             created_at: format_timestamp(record.created_at),
             revoked_at: record.revoked_at.map(format_timestamp),
+            rate: record.limit.map(|l| l.per_second),
+            burst: record.limit.map(|l| l.burst),
         }
     }
 }
 
-/// Tab-separated lines under a header row: ID, TENANT, NAME, SCOPES, CREATED, STATE.
+/// Tab-separated lines under a header row: ID, TENANT, NAME, SCOPES, RATE, CREATED, STATE.
+/// RATE is `<events per second>/<burst>`, or `default`.
 fn token_table(tokens: &[ListedToken]) -> String {
-    let mut out = String::from("ID\tTENANT\tNAME\tSCOPES\tCREATED\tSTATE\n");
+    let mut out = String::from("ID\tTENANT\tNAME\tSCOPES\tRATE\tCREATED\tSTATE\n");
     for t in tokens {
         let state = match &t.revoked_at {
             Some(at) => format!("revoked {at}"),
             None => "active".to_owned(),
         };
+        let rate = match (t.rate, t.burst) {
+            (Some(rate), Some(burst)) => format!("{rate}/{burst}"),
+            _ => "default".to_owned(),
+        };
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             t.id,
             t.tenant,
             t.name,
             t.scopes.join(","),
+            rate,
             t.created_at,
             state
         ));

@@ -238,6 +238,13 @@ impl TokenStore for CountingTokens {
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError> {
         self.inner.revoke(id).await
     }
+    async fn set_limit(
+        &self,
+        id: TokenId,
+        limit: Option<intake_domain::RateLimit>,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_limit(id, limit).await
+    }
 }
 
 #[actix_web::test]

@@ -61,6 +61,7 @@ macro_rules! for_each_token_store_case {
             a_revoked_token_is_no_longer_found_but_still_listed,
             an_unknown_token_cannot_be_revoked,
             tokens_are_listed_newest_first,
+            a_token_keeps_its_own_rate_limit,
         );
     };
 }

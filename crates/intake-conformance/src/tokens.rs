@@ -1,7 +1,7 @@
 //! What every [`TokenStore`] must do: find active tokens by the hash of their secret, keep
 //! revoked ones listed but never found, list newest first.
 
-use intake_domain::{NewToken, Scope, TenantId, TokenHash, TokenId, TokenStore};
+use intake_domain::{NewToken, RateLimit, Scope, TenantId, TokenHash, TokenId, TokenStore};
 
 fn new_token(secret: &str, tenant: &str, scopes: Vec<Scope>) -> NewToken {
     NewToken {
@@ -10,6 +10,7 @@ fn new_token(secret: &str, tenant: &str, scopes: Vec<Scope>) -> NewToken {
         tenant: TenantId::parse(tenant).expect("valid tenant"),
         name: "ci".into(),
         scopes,
+        limit: None,
     }
 }
 
@@ -55,4 +56,24 @@ pub async fn tokens_are_listed_newest_first(store: &dyn TokenStore) {
     store.create(&newer).await.expect("create");
     let listed: Vec<TokenId> = store.list().await.expect("list").iter().map(|t| t.id).collect();
     assert_eq!(listed, vec![newer.id, older.id]);
+}
+
+/// A token's own rate limit is kept, changed, and cleared; an unknown or revoked token's is not.
+pub async fn a_token_keeps_its_own_rate_limit(store: &dyn TokenStore) {
+    let mut token = new_token("limited", "acme", Scope::ALL.to_vec());
+    token.limit = RateLimit::new(5, 10);
+    let created = store.create(&token).await.expect("create");
+    assert_eq!(created.limit, RateLimit::new(5, 10));
+    assert!(store.set_limit(token.id, RateLimit::new(50, 100)).await.expect("update"));
+    let found = store.find_active(&TokenHash::of("limited")).await.expect("find").expect("present");
+    assert_eq!(found.limit, RateLimit::new(50, 100));
+    assert!(store.set_limit(token.id, None).await.expect("clear"));
+    let listed = store.list().await.expect("list");
+    assert_eq!(listed[0].limit, None);
+    assert!(!store
+        .set_limit(TokenId::from_uuid(uuid::Uuid::new_v4()), None)
+        .await
+        .expect("unknown"));
+    store.revoke(token.id).await.expect("revoke");
+    assert!(!store.set_limit(token.id, RateLimit::new(1, 1)).await.expect("revoked"));
 }

@@ -15,6 +15,7 @@ use crate::ports::{
     BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
     SchemaStore, StoreError, TokenStore,
 };
+use crate::rate::RateLimit;
 use crate::schema::{SchemaPut, SchemaRecord};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 
@@ -196,6 +197,7 @@ impl TokenStore for MemoryTokenStore {
             scopes: token.scopes.clone(),
             created_at: Utc::now(),
             revoked_at: None,
+            limit: token.limit,
         };
         self.lock()?.push((token.hash, record.clone()));
         Ok(record)
@@ -210,6 +212,17 @@ impl TokenStore for MemoryTokenStore {
         match tokens.iter_mut().find(|(_, r)| r.id == id && r.revoked_at.is_none()) {
             Some((_, record)) => {
                 record.revoked_at = Some(Utc::now());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn set_limit(&self, id: TokenId, limit: Option<RateLimit>) -> Result<bool, StoreError> {
+        let mut tokens = self.lock()?;
+        match tokens.iter_mut().find(|(_, r)| r.id == id && r.revoked_at.is_none()) {
+            Some((_, record)) => {
+                record.limit = limit;
                 Ok(true)
             }
             None => Ok(false),

@@ -7,6 +7,7 @@ use crate::event::{EventId, TenantId};
 use crate::feed::{FeedPage, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
 use crate::new_event::NewEvent;
+use crate::rate::RateLimit;
 use crate::schema::{SchemaPut, SchemaRecord};
 use crate::token::{NewToken, TokenHash, TokenId, TokenRecord};
 use crate::{EventType, IdempotencyKey};
@@ -172,6 +173,10 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// Revokes a token; `false` when no active token has that id.
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError>;
+
+    /// Sets a token's own rate limit (`None`: the default); `false` when no active token has
+    /// that id.
+    async fn set_limit(&self, id: TokenId, limit: Option<RateLimit>) -> Result<bool, StoreError>;
 }
 
 /// Where event schemas are kept: numbered versions per tenant and event type, and which types

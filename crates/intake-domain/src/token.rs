@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::event::TenantId;
+use crate::rate::RateLimit;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,6 +142,8 @@ pub struct NewToken {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// Its own rate limit; `None` follows the configured default.
+    pub limit: Option<RateLimit>,
 }
 
 /// A stored token, without its secret.
@@ -158,4 +161,6 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Its own rate limit; `None` follows the configured default.
+    pub limit: Option<RateLimit>,
 }

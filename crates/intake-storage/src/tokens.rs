@@ -4,11 +4,16 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use intake_domain::{
-    NewToken, Scope, StoreError, TenantId, TokenHash, TokenId, TokenRecord, TokenStore,
+    NewToken, RateLimit, Scope, StoreError, TenantId, TokenHash, TokenId, TokenRecord, TokenStore,
 };
 use uuid::Uuid;
 
 use crate::errors::classify;
+
+/// A rate or burst as its column holds it (an `integer`: larger values are capped).
+fn limit_column(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
 use crate::PgStore;
 
 /// A token as every statement here returns it (never its hash).
@@ -20,6 +25,8 @@ struct TokenRow {
     scopes: Vec<String>,
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
+    rate_per_second: Option<i32>,
+    rate_burst: Option<i32>,
 }
 
 impl TokenRow {
@@ -38,24 +45,38 @@ impl TokenRow {
                 .map_err(|e| corrupt(e.to_string()))?,
             created_at: self.created_at,
             revoked_at: self.revoked_at,
+            limit: match (self.rate_per_second, self.rate_burst) {
+                (Some(rate), Some(burst)) => Some(
+                    u32::try_from(rate)
+                        .ok()
+                        .zip(u32::try_from(burst).ok())
+                        .and_then(|(rate, burst)| RateLimit::new(rate, burst))
+                        .ok_or_else(|| corrupt(format!("rate limit {rate}/{burst}")))?,
+                ),
+                _ => None,
+            },
         })
     }
 }
 
 const FIND_ACTIVE: &str = "
-SELECT token_id, tenant_id, name, scopes, created_at, revoked_at
+SELECT token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second, rate_burst
 FROM api_tokens
 WHERE token_hash = $1 AND revoked_at IS NULL";
 
 const CREATE: &str = "
-INSERT INTO api_tokens (token_id, token_hash, tenant_id, name, scopes)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING token_id, tenant_id, name, scopes, created_at, revoked_at";
+INSERT INTO api_tokens (token_id, token_hash, tenant_id, name, scopes, rate_per_second, rate_burst)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second, rate_burst";
 
 const LIST: &str = "
-SELECT token_id, tenant_id, name, scopes, created_at, revoked_at
+SELECT token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second, rate_burst
 FROM api_tokens
 ORDER BY created_at DESC, token_id";
+
+const SET_LIMIT: &str = "
+UPDATE api_tokens SET rate_per_second = $2, rate_burst = $3
+WHERE token_id = $1 AND revoked_at IS NULL";
 
 const REVOKE: &str = "
 UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL";
@@ -79,6 +100,8 @@ impl TokenStore for PgStore {
             .bind(token.tenant.as_str())
             .bind(&token.name)
             .bind(&scopes)
+            .bind(token.limit.map(|l| limit_column(l.per_second)))
+            .bind(token.limit.map(|l| limit_column(l.burst)))
             .fetch_one(&mut *self.acquire().await?)
             .await
             .map_err(classify)?;
@@ -89,6 +112,17 @@ impl TokenStore for PgStore {
         let rows: Vec<TokenRow> =
             sqlx::query_as(LIST).fetch_all(&mut *self.acquire().await?).await.map_err(classify)?;
         rows.into_iter().map(TokenRow::into_record).collect()
+    }
+
+    async fn set_limit(&self, id: TokenId, limit: Option<RateLimit>) -> Result<bool, StoreError> {
+        let done = sqlx::query(SET_LIMIT)
+            .bind(id.as_uuid())
+            .bind(limit.map(|l| limit_column(l.per_second)))
+            .bind(limit.map(|l| limit_column(l.burst)))
+            .execute(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError> {

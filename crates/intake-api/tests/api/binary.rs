@@ -47,9 +47,10 @@ async fn tokens_can_be_created_listed_and_revoked(pool: PgPool) {
 
     let listed = assert_success(&intake(&url, &["tokens", "list"]));
     let mut lines = listed.lines();
-    assert_eq!(lines.next(), Some("ID\tTENANT\tNAME\tSCOPES\tCREATED\tSTATE"), "{listed}");
+    assert_eq!(lines.next(), Some("ID\tTENANT\tNAME\tSCOPES\tRATE\tCREATED\tSTATE"), "{listed}");
     let line = lines.find(|l| l.contains("acme")).expect("token listed");
     assert!(line.contains("events:write") && line.contains("active"), "{line}");
+    assert!(line.contains("\tdefault\t"), "no limit of its own: {line}");
     assert!(!listed.contains(&secret), "list never shows a secret");
     let id = line.split('\t').next().expect("id column").to_owned();
     assert!(id.starts_with("tok_"), "{id}");
@@ -60,6 +61,31 @@ async fn tokens_can_be_created_listed_and_revoked(pool: PgPool) {
     assert_eq!(as_json[0]["tenant"], "acme");
     assert_eq!(as_json[0]["scopes"], serde_json::json!(["events:write"]));
     assert_eq!(as_json[0]["revoked_at"], serde_json::Value::Null);
+    assert_eq!(as_json[0]["rate"], serde_json::Value::Null);
+
+    assert_success(&intake(&url, &["tokens", "update", &id, "--rate", "5", "--burst", "20"]));
+    let as_json: serde_json::Value =
+        serde_json::from_str(&assert_success(&intake(&url, &["tokens", "list", "--json"])))
+            .expect("json");
+    assert_eq!((as_json[0]["rate"].clone(), as_json[0]["burst"].clone()), (5.into(), 20.into()));
+    assert!(assert_success(&intake(&url, &["tokens", "list"])).contains("\t5/20\t"));
+    assert_success(&intake(&url, &["tokens", "update", &id, "--default-limit"]));
+    let as_json: serde_json::Value =
+        serde_json::from_str(&assert_success(&intake(&url, &["tokens", "list", "--json"])))
+            .expect("json");
+    assert_eq!(as_json[0]["rate"], serde_json::Value::Null);
+    for bad in [&["--rate", "5"][..], &["--rate", "0", "--burst", "1"], &[]] {
+        let mut args = vec!["tokens", "update", id.as_str()];
+        args.extend_from_slice(bad);
+        assert!(!intake(&url, &args).status.success(), "{bad:?} must be refused");
+    }
+    let limited = intake(
+        &url,
+        &["tokens", "create", "--tenant", "acme", "--name", "slow", "--rate", "2", "--burst", "3"],
+    );
+    assert_success(&limited);
+    let listed = assert_success(&intake(&url, &["tokens", "list"]));
+    assert!(listed.lines().any(|l| l.contains("\tslow\t") && l.contains("\t2/3\t")), "{listed}");
 
     let hash: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
         .fetch_one(&pool)
