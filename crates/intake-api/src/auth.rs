@@ -21,20 +21,27 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use anyhow::{anyhow, Context};
 use futures_util::future::LocalBoxFuture;
-use intake_domain::{NewToken, Scope, StoreError, TenantId, TokenHash, TokenId, TokenStore};
+use intake_domain::{
+    Budget, NewToken, RateLimit, Scope, StoreError, TenantId, TokenHash, TokenId, TokenStore,
+};
 use moka::future::Cache;
 use subtle::ConstantTimeEq;
 
 use crate::problem::ApiError;
+use crate::rate_limit::RateLimits;
 use crate::settings::AuthSettings;
 
-/// Who a valid token speaks for: a tenant and what the token may do.
+/// Who a valid token speaks for: a tenant, what the token may do, and its rate-limit budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The tenant the token acts for.
     pub tenant: TenantId,
     /// The token's scopes.
     pub scopes: Vec<Scope>,
+    /// The key of the token's budget (never the secret).
+    pub budget_key: String,
+    /// The token's own limit; `None` follows the default.
+    pub limit: Option<RateLimit>,
 }
 
 /// A scope an endpoint requires, as a type, so that the requirement is part of the handler's
@@ -42,6 +49,9 @@ pub struct Principal {
 pub trait RequiredScope: 'static {
     /// The scope.
     const SCOPE: Scope;
+    /// Whether the endpoint spends events of the token's budget itself (then it does so as
+    /// soon as it knows how many); other endpoints read the budget, for the response's fields.
+    const SPENDS: bool = false;
 }
 
 /// Requires `events:write`.
@@ -50,6 +60,7 @@ pub struct EventsWrite;
 
 impl RequiredScope for EventsWrite {
     const SCOPE: Scope = Scope::EventsWrite;
+    const SPENDS: bool = true;
 }
 
 /// Requires `events:read`.
@@ -89,6 +100,15 @@ impl<S> Caller<S> {
     pub fn tenant(&self) -> &TenantId {
         &self.principal.tenant
     }
+
+    /// Spends `cost` events of the caller's budget (0 reads it); 429 when they do not fit.
+    pub async fn spend(&self, req: &HttpRequest, cost: u32) -> Result<Budget, ApiError> {
+        let limits = req
+            .app_data::<web::Data<RateLimits>>()
+            .ok_or_else(|| ApiError::Internal(anyhow!("no rate limits are registered")))?;
+        let principal = &self.principal;
+        limits.spend(req, &principal.budget_key, principal.limit, &principal.tenant, cost).await
+    }
 }
 
 impl<S: RequiredScope> FromRequest for Caller<S> {
@@ -101,8 +121,16 @@ impl<S: RequiredScope> FromRequest for Caller<S> {
             let authenticator = req
                 .app_data::<web::Data<Authenticator>>()
                 .ok_or_else(|| ApiError::Internal(anyhow!("no authenticator is registered")))?;
-            let principal = authenticator.authorize(&req, S::SCOPE).await?;
-            Ok(Self { principal, scope: PhantomData })
+            let principal = authenticator.authenticate(&req).await?;
+            let caller = Self { principal, scope: PhantomData };
+            // Every answer to an authenticated request shows the token's budget, a 403 too.
+            if !S::SPENDS || !caller.principal.scopes.contains(&S::SCOPE) {
+                caller.spend(&req, 0).await?;
+            }
+            if !caller.principal.scopes.contains(&S::SCOPE) {
+                return Err(ApiError::Forbidden(S::SCOPE));
+            }
+            Ok(caller)
         })
     }
 }
@@ -136,7 +164,10 @@ impl Authenticator {
             .map(|t| {
                 let (tenant, scopes) =
                     t.principal().context("a configured dev token is invalid")?;
-                Ok((TokenHash::of(&t.token), Principal { tenant, scopes }))
+                let hash = TokenHash::of(&t.token);
+                // A dev token's budget is keyed by a prefix of its hash, never by its secret.
+                let budget_key = format!("dev:{}", &hex::encode(hash.as_bytes())[..16]);
+                Ok((hash, Principal { tenant, scopes, budget_key, limit: None }))
             })
             .collect::<anyhow::Result<_>>()?;
         let ttl = Duration::from_millis(settings.cache_ttl_ms);
@@ -145,18 +176,13 @@ impl Authenticator {
         Ok(Self { dev_tokens, store, cache })
     }
 
-    /// The principal of `req`, provided its token is valid and has `scope`.
-    pub async fn authorize(&self, req: &HttpRequest, scope: Scope) -> Result<Principal, ApiError> {
+    /// The principal of `req`, provided its token is valid (its scopes are the caller's to
+    /// check).
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         let secret = bearer_token(req)?;
-        let principal = self
-            .principal(&TokenHash::of(secret))
+        self.principal(&TokenHash::of(secret))
             .await?
-            .ok_or(ApiError::Unauthorized("the token is unknown or revoked"))?;
-        if principal.scopes.contains(&scope) {
-            Ok(principal)
-        } else {
-            Err(ApiError::Forbidden(scope))
-        }
+            .ok_or(ApiError::Unauthorized("the token is unknown or revoked"))
     }
 
     async fn principal(&self, hash: &TokenHash) -> Result<Option<Principal>, ApiError> {
@@ -171,7 +197,12 @@ impl Authenticator {
         }
         let lookup = async {
             let record = self.store.find_active(hash).await?;
-            Ok::<_, StoreError>(record.map(|r| Principal { tenant: r.tenant, scopes: r.scopes }))
+            Ok::<_, StoreError>(record.map(|r| Principal {
+                tenant: r.tenant,
+                scopes: r.scopes,
+                budget_key: r.id.to_string(),
+                limit: r.limit,
+            }))
         };
         match &self.cache {
             // Concurrent lookups of one token share one query; failures are not cached.

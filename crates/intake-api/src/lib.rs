@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_context;
 pub mod routes;
 pub mod schemas;

@@ -37,6 +37,17 @@ pub struct StorageStats {
     pub pool: PoolStats,
     /// Group commit of single events.
     pub group_commit: GroupCommitStats,
+    /// The rate limits' shared backend.
+    pub rate_limits: RateLimitStats,
+}
+
+/// The rate limits' shared backend (Redis), when there is one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateLimitStats {
+    /// Requests counted by this server alone because the shared backend could not be reached.
+    pub fallback_requests: u64,
+    /// Whether the shared backend is unreachable right now.
+    pub degraded: bool,
 }
 
 /// Reads storage's state when metrics are rendered.
@@ -60,6 +71,9 @@ pub struct Metrics {
     group_queued_micros: IntCounter,
     queued: IntGauge,
     refused_before_routing: IntCounterVec,
+    rate_limited: IntCounterVec,
+    rate_fallbacks: IntCounter,
+    rate_degraded: IntGauge,
     storage: StorageGauge,
 }
 
@@ -136,6 +150,25 @@ impl Metrics {
             &["status"],
         )?;
         registry.register(Box::new(refused_before_routing.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "intake_rate_limited_requests_total",
+                "Requests refused with 429, by tenant.",
+            ),
+            &["tenant"],
+        )?;
+        let rate_fallbacks = IntCounter::new(
+            "intake_rate_limit_fallback_requests_total",
+            "Requests whose budget was counted by this server alone because Redis could not be \
+             reached.",
+        )?;
+        let rate_degraded = IntGauge::new(
+            "intake_rate_limit_backend_degraded",
+            "1 while the shared rate-limit backend (Redis) cannot be reached, else 0.",
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(rate_fallbacks.clone()))?;
+        registry.register(Box::new(rate_degraded.clone()))?;
         registry.register(Box::new(group_statement_micros.clone()))?;
         registry.register(Box::new(group_queued_micros.clone()))?;
         registry.register(Box::new(groups.clone()))?;
@@ -167,6 +200,9 @@ impl Metrics {
             group_queued_micros,
             queued,
             refused_before_routing,
+            rate_limited,
+            rate_fallbacks,
+            rate_degraded,
             storage,
         })
     }
@@ -177,6 +213,11 @@ impl Metrics {
         let labels = [method, route, status.as_str()];
         self.requests.with_label_values(&labels).inc();
         self.latency.with_label_values(&labels).observe(seconds);
+    }
+
+    /// Counts a request refused for its tenant's rate limit.
+    pub fn count_limited(&self, tenant: &str) {
+        self.rate_limited.with_label_values(&[tenant]).inc();
     }
 
     /// Counts a request the HTTP layer refused before routing.
@@ -191,7 +232,7 @@ impl Metrics {
 
     /// The exposition text, with the pool gauges as of now.
     pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
-        let StorageStats { pool, group_commit } = (self.storage)();
+        let StorageStats { pool, group_commit, rate_limits } = (self.storage)();
         // Storage keeps the totals; the counters catch up to them.
         for (counter, total) in [
             (&self.groups, group_commit.groups),
@@ -199,10 +240,12 @@ impl Metrics {
             (&self.group_fallbacks, group_commit.fallbacks),
             (&self.group_statement_micros, group_commit.statement_micros),
             (&self.group_queued_micros, group_commit.queued_micros),
+            (&self.rate_fallbacks, rate_limits.fallback_requests),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
         self.queued.set(i64::try_from(group_commit.queued).unwrap_or(i64::MAX));
+        self.rate_degraded.set(i64::from(rate_limits.degraded));
         self.pool_size.set(i64::from(pool.size));
         self.pool_idle.set(i64::from(pool.idle));
         self.pool_max.set(i64::from(pool.max));

@@ -203,6 +203,14 @@ pub enum ApiError {
     /// More events are waiting to be stored than the server holds.
     #[error("the server has more events waiting to be stored than it holds; retry shortly")]
     Overloaded,
+    /// The token's rate limit leaves too little for this request.
+    #[error("{detail}")]
+    RateLimited {
+        /// Whole seconds until the request would fit (at least 1).
+        retry_after: u64,
+        /// What the limit is and what was asked.
+        detail: String,
+    },
     /// A defect; logged, not explained to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -259,6 +267,7 @@ kinds! {
     UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type", 415, "Unsupported Content-Type";
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
+    RATE_LIMITED = "rate-limited", 429, "Rate limit exceeded";
     SERVICE_UNAVAILABLE = "service-unavailable", 503, "Database unavailable";
     OVERLOADED = "overloaded", 503, "Server overloaded";
     MIGRATIONS_PENDING = "migrations-pending", 503, "Migrations pending";
@@ -296,6 +305,7 @@ impl ApiError {
             Self::KeyReused { .. } => ProblemKind::IDEMPOTENCY_KEY_REUSED,
             Self::Unavailable(_) => ProblemKind::SERVICE_UNAVAILABLE,
             Self::Overloaded => ProblemKind::OVERLOADED,
+            Self::RateLimited { .. } => ProblemKind::RATE_LIMITED,
             Self::MigrationsPending(_) => ProblemKind::MIGRATIONS_PENDING,
             Self::Internal(_) => ProblemKind::INTERNAL_ERROR,
         }
@@ -390,6 +400,9 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_) | Self::Overloaded | Self::MigrationsPending(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }

@@ -101,6 +101,41 @@ pub struct LimitSettings {
     pub max_future_skew: i64,
     /// Deepest nesting of `data`.
     pub max_data_depth: usize,
+    /// Rate limits per token.
+    pub rate: RateSettings,
+}
+
+/// Where token budgets are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateBackend {
+    /// Each server counts alone.
+    Memory,
+    /// Every server sharing the Redis shares each token's budget.
+    Redis,
+}
+
+/// `[limits.rate]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateSettings {
+    /// `memory` or `redis`.
+    pub backend: RateBackend,
+    /// Events per second a token may send on average, unless it has a limit of its own.
+    pub per_second: u32,
+    /// The most events a token may send at once, unless it has a limit of its own.
+    pub burst: u32,
+    /// The Redis of the `redis` backend.
+    pub redis_url: String,
+    /// Prefix of the budgets' keys in Redis.
+    pub redis_prefix: String,
+}
+
+impl RateSettings {
+    /// The default limit.
+    pub fn default_limit(&self) -> anyhow::Result<intake_domain::RateLimit> {
+        intake_domain::RateLimit::new(self.per_second, self.burst)
+            .ok_or_else(|| anyhow::anyhow!("limits.rate.per_second and burst must be at least 1"))
+    }
 }
 
 impl LimitSettings {

@@ -12,15 +12,18 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
-use intake_domain::{EventStore, HealthCheck, SchemaStore, TokenStore};
+use intake_domain::{EventStore, HealthCheck, RateLimiter, SchemaStore, TokenStore};
+use intake_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use intake_storage::{GroupCommit, GroupCommitSettings, PgStore, SchemaChange};
 use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
 use crate::connection::Explainer;
-use crate::metrics::{Metrics, StorageGauge, StorageStats};
+use crate::metrics::{Metrics, RateLimitStats, StorageGauge, StorageStats};
+use crate::rate_limit::{self, RateLimits};
 use crate::request_context;
 use crate::routes::{self, OpenApiJson};
+use crate::settings::RateBackend;
 use crate::settings::Settings;
 use crate::state::AppState;
 
@@ -69,6 +72,7 @@ impl Backend {
             gauge: Arc::new(move || StorageStats {
                 pool: gauge_store.pool_stats(),
                 group_commit: gauge_group.as_ref().map(|g| g.stats()).unwrap_or_default(),
+                rate_limits: RateLimitStats::default(),
             }),
             close: Box::new(move || {
                 Box::pin(async move {
@@ -128,12 +132,44 @@ pub struct AppData {
     state: web::Data<AppState>,
     auth: web::Data<Authenticator>,
     metrics: web::Data<Metrics>,
+    limits: web::Data<RateLimits>,
     openapi: web::Data<OpenApiJson>,
 }
 
 impl AppData {
     /// Everything the routes need, over `backend`'s stores.
     pub fn new(settings: &Settings, backend: &Backend) -> anyhow::Result<Self> {
+        let rate = &settings.limits.rate;
+        let (limiter, rate_stats): (
+            Arc<dyn RateLimiter>,
+            Box<dyn Fn() -> RateLimitStats + Send + Sync>,
+        ) = match rate.backend {
+            RateBackend::Memory => {
+                (Arc::new(MemoryRateLimiter::default()), Box::new(RateLimitStats::default))
+            }
+            RateBackend::Redis => {
+                let redis = Arc::new(
+                    RedisRateLimiter::new(&rate.redis_url, &rate.redis_prefix)
+                        .context("limits.rate.redis_url is not a valid Redis URL")?,
+                );
+                let stats = redis.clone();
+                (
+                    redis,
+                    Box::new(move || {
+                        let s = stats.stats();
+                        RateLimitStats {
+                            fallback_requests: s.fallback_requests,
+                            degraded: s.degraded,
+                        }
+                    }),
+                )
+            }
+        };
+        let storage = backend.gauge.clone();
+        let metrics = Metrics::new(Arc::new(move || StorageStats {
+            rate_limits: rate_stats(),
+            ..storage()
+        }))?;
         Ok(Self {
             state: web::Data::new(AppState::new(
                 settings,
@@ -142,7 +178,12 @@ impl AppData {
                 backend.schemas.clone(),
             )),
             auth: web::Data::new(Authenticator::new(&settings.auth, backend.tokens.clone())?),
-            metrics: web::Data::new(Metrics::new(backend.gauge.clone())?),
+            limits: web::Data::new(RateLimits::new(
+                limiter,
+                rate.default_limit()?,
+                metrics.clone(),
+            )),
+            metrics: web::Data::new(metrics),
             openapi: web::Data::new(OpenApiJson(crate::openapi::document_json())),
         })
     }
@@ -164,7 +205,9 @@ pub fn app(
         .app_data(data.state)
         .app_data(data.auth)
         .app_data(data.metrics)
+        .app_data(data.limits)
         .app_data(data.openapi)
+        .wrap(from_fn(rate_limit::middleware))
         .wrap(from_fn(request_context::middleware))
         .configure(routes::configure)
 }

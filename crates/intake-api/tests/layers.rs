@@ -15,6 +15,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("auth", 1),
     ("body", 1),
     ("connection", 1),
+    ("rate_limit", 1),
     ("schemas", 1),
     ("routes::schemas", 3),
     ("state", 2),

@@ -140,6 +140,8 @@ pub(crate) async fn ingest(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
+    // The budget first: a limited request reads no body and stores nothing.
+    caller.spend(&req, 1).await?;
     let stored = async {
         let object = body::json_object(&req, payload, state.event_body).await?;
         let now = Utc::now();
@@ -307,8 +309,17 @@ pub(crate) async fn ingest_batch(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let object = body::json_object(&req, payload, state.batch_body).await?;
-    let items = batch_items(object)?;
+    // A batch costs its number of items, known once the body is read; a body that is not a
+    // batch spends nothing (its answer still shows the budget).
+    let items = match body::json_object(&req, payload, state.batch_body).await.and_then(batch_items)
+    {
+        Ok(items) => items,
+        Err(error) => {
+            caller.spend(&req, 0).await?;
+            return Err(error);
+        }
+    };
+    caller.spend(&req, u32::try_from(items.len()).unwrap_or(u32::MAX)).await?;
     let now = Utc::now();
 
     let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());

@@ -143,6 +143,7 @@ pub fn table() -> Vec<Endpoint> {
                     K::VALIDATION_FAILED,
                     K::SCHEMA_VIOLATION,
                     K::IDEMPOTENCY_KEY_REUSED,
+                    K::RATE_LIMITED,
                     K::OVERLOADED,
                 ],
                 unavailable,
@@ -156,7 +157,7 @@ pub fn table() -> Vec<Endpoint> {
         endpoint::<__path_ingest_batch, _, _>(
             ingest_batch,
             Access::scope::<EventsWrite>(),
-            &[BODY, &[K::INVALID_BATCH], unavailable],
+            &[BODY, &[K::INVALID_BATCH, K::RATE_LIMITED], unavailable],
         ),
         endpoint::<__path_get_event, _, _>(
             get_event,
