@@ -141,6 +141,24 @@ pub async fn create_token(pool: &PgPool, tenant: &str, scopes: Vec<Scope>) -> (S
     (issued.secret, issued.token.id)
 }
 
+/// Creates a token for `tenant` with every scope and a rate limit of its own.
+pub async fn create_limited_token(
+    pool: &PgPool,
+    tenant: &str,
+    per_second: u32,
+    burst: u32,
+) -> (String, TokenId) {
+    let mut issued = issue_token(
+        TenantId::parse(tenant).expect("tenant"),
+        "limited".into(),
+        Scope::ALL.to_vec(),
+    )
+    .expect("token");
+    issued.token.limit = intake_domain::RateLimit::new(per_second, burst);
+    PgStore::new(pool.clone()).create(&issued.token).await.expect("stored");
+    (issued.secret, issued.token.id)
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

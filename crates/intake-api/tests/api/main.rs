@@ -12,6 +12,7 @@ mod openapi;
 mod ops;
 mod outage;
 mod process;
+mod rate_limits;
 mod read;
 mod schema_driven;
 mod schemas;

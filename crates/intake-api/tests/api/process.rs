@@ -49,7 +49,18 @@ impl ServeProcess {
 
     /// Like [`ServeProcess::start`], on a given port (a restart on the port clients know).
     pub async fn start_on(url: &str, port: u16, log_filter: Option<&str>) -> Self {
+        Self::start_with(url, port, log_filter, &[]).await
+    }
+
+    /// Like [`ServeProcess::start_on`], with more settings as `INTAKE__…` variables.
+    pub async fn start_with(
+        url: &str,
+        port: u16,
+        log_filter: Option<&str>,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+        command.envs(settings.iter().copied());
         command
             .arg("serve")
             .env("DATABASE_URL", url)
