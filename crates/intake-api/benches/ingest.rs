@@ -13,7 +13,10 @@
 //! 6. single events with group commit off (a statement and a commit per event), for reference;
 //! 7. single events again once millions of events are stored;
 //! 8. single events and batches of a type with a realistic JSON Schema (ten properties, an enum,
-//!    patterns, a nested object), against the same events before the schema was registered.
+//!    patterns, a nested object), against the same events before the schema was registered;
+//! 9. single events with rate limits off, then at the default limits with the memory backend,
+//!    then with the Redis backend (the Redis of `INTAKE_TEST_REDIS_URL`, which `make bench`
+//!    finds or starts like `make test` does).
 //!
 //! `BENCH_SECS` (default 10) sets each phase's length and `BENCH_STORED` (default 5000000) the
 //! stored events of phase 7.
@@ -411,6 +414,26 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
     let ungrouped = load(&server.base, "ungrouped", Shape::Single, SINGLE_CLIENTS, secs).await;
     server.stop();
 
+    eprintln!("bench: rate limits off, in memory, in Redis…");
+    let redis_url = std::env::var("INTAKE_TEST_REDIS_URL")
+        .context("INTAKE_TEST_REDIS_URL (make bench sets it through scripts/redis)")?;
+    let mut by_backend = Vec::new();
+    for backend in ["off", "memory", "redis"] {
+        let server = Server::start(
+            url,
+            &[
+                ("INTAKE__LIMITS__RATE__BACKEND", backend),
+                ("INTAKE__LIMITS__RATE__REDIS_URL", redis_url.as_str()),
+            ],
+        )
+        .await?;
+        load(&server.base, &format!("warmup-{backend}"), Shape::Single, SINGLE_CLIENTS, 2).await;
+        by_backend.push(load(&server.base, backend, Shape::Single, SINGLE_CLIENTS, secs).await);
+        server.stop();
+    }
+    let [limits_off, limits_memory, limits_redis] =
+        <[Load; 3]>::try_from(by_backend).map_err(|_| anyhow::anyhow!("three phases"))?;
+
     eprintln!("bench: storing {stored} events, then single events again…");
     fill(url, stored).await?;
     let server = Server::start(url, &[]).await?;
@@ -506,6 +529,27 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
             format!("{} of D", ratio(schema_batch.events_per_sec, plain_batch.events_per_sec)),
             latency(&schema_batch),
             schema_batch.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events, rate limits off ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", limits_off.events_per_sec),
+            "1.00× (baseline E)".into(),
+            latency(&limits_off),
+            limits_off.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events, default limits in memory ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", limits_memory.events_per_sec),
+            format!("{} of E", ratio(limits_memory.events_per_sec, limits_off.events_per_sec)),
+            latency(&limits_memory),
+            limits_memory.non_2xx.to_string(),
+        ],
+        [
+            format!("intake POST /v1/events, default limits in Redis ({SINGLE_CLIENTS} conns)"),
+            format!("{:.0} events/s", limits_redis.events_per_sec),
+            format!("{} of E", ratio(limits_redis.events_per_sec, limits_off.events_per_sec)),
+            latency(&limits_redis),
+            limits_redis.non_2xx.to_string(),
         ],
         [
             "intake server peak RSS (all intake phases)".into(),

@@ -102,7 +102,7 @@ impl<S> Caller<S> {
     }
 
     /// Spends `cost` events of the caller's budget (0 reads it); 429 when they do not fit.
-    pub async fn spend(&self, req: &HttpRequest, cost: u32) -> Result<Budget, ApiError> {
+    pub async fn spend(&self, req: &HttpRequest, cost: u32) -> Result<Option<Budget>, ApiError> {
         let limits = req
             .app_data::<web::Data<RateLimits>>()
             .ok_or_else(|| ApiError::Internal(anyhow!("no rate limits are registered")))?;

@@ -22,20 +22,27 @@ pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// The limiter, the default limit, and the metrics limited requests are counted in.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
-    limiter: Arc<dyn RateLimiter>,
+    /// `None` when limits are off.
+    limiter: Option<Arc<dyn RateLimiter>>,
     default: RateLimit,
     metrics: Metrics,
 }
 
 impl RateLimits {
-    /// Limits through `limiter`, `default` for tokens without a limit of their own.
-    pub fn new(limiter: Arc<dyn RateLimiter>, default: RateLimit, metrics: Metrics) -> Self {
+    /// Limits through `limiter` (none: no limits), `default` for tokens without a limit of
+    /// their own.
+    pub fn new(
+        limiter: Option<Arc<dyn RateLimiter>>,
+        default: RateLimit,
+        metrics: Metrics,
+    ) -> Self {
         Self { limiter, default, metrics }
     }
 
     /// Spends `cost` events of the budget of `key` (a token), under its own limit or the
     /// default; 0 only reads the budget. The budget goes with the request, for its response's
-    /// fields. Not enough left: 429 `rate-limited`, and nothing is spent.
+    /// fields. Not enough left: 429 `rate-limited`, and nothing is spent. `None` when limits
+    /// are off.
     pub async fn spend(
         &self,
         req: &HttpRequest,
@@ -43,11 +50,14 @@ impl RateLimits {
         own: Option<RateLimit>,
         tenant: &TenantId,
         cost: u32,
-    ) -> Result<Budget, ApiError> {
-        let budget = self.limiter.spend(key, own.unwrap_or(self.default), cost).await;
+    ) -> Result<Option<Budget>, ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(None);
+        };
+        let budget = limiter.spend(key, own.unwrap_or(self.default), cost).await;
         req.extensions_mut().insert(budget);
         if budget.allowed {
-            return Ok(budget);
+            return Ok(Some(budget));
         }
         self.metrics.count_limited(tenant.as_str());
         let retry_after = Budget::secs(budget.retry_after).max(1);

@@ -113,6 +113,8 @@ pub enum RateBackend {
     Memory,
     /// Every server sharing the Redis shares each token's budget.
     Redis,
+    /// No limits at all (and no rate-limit fields): for measuring what limits cost.
+    Off,
 }
 
 /// `[limits.rate]`

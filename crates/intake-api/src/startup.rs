@@ -141,11 +141,12 @@ impl AppData {
     pub fn new(settings: &Settings, backend: &Backend) -> anyhow::Result<Self> {
         let rate = &settings.limits.rate;
         let (limiter, rate_stats): (
-            Arc<dyn RateLimiter>,
+            Option<Arc<dyn RateLimiter>>,
             Box<dyn Fn() -> RateLimitStats + Send + Sync>,
         ) = match rate.backend {
+            RateBackend::Off => (None, Box::new(RateLimitStats::default)),
             RateBackend::Memory => {
-                (Arc::new(MemoryRateLimiter::default()), Box::new(RateLimitStats::default))
+                (Some(Arc::new(MemoryRateLimiter::default())), Box::new(RateLimitStats::default))
             }
             RateBackend::Redis => {
                 let redis = Arc::new(
@@ -154,7 +155,7 @@ impl AppData {
                 );
                 let stats = redis.clone();
                 (
-                    redis,
+                    Some(redis),
                     Box::new(move || {
                         let s = stats.stats();
                         RateLimitStats {

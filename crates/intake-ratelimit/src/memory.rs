@@ -89,7 +89,8 @@ impl Entry {
 /// is full again by then at any sensible rate). A key whose limit changes starts afresh.
 #[derive(Clone)]
 pub struct MemoryRateLimiter {
-    entries: moka::future::Cache<(String, RateLimit), Arc<Entry>>,
+    /// By key (looked up without allocating); the entry knows its limit.
+    entries: moka::sync::Cache<String, Arc<Entry>>,
 }
 
 impl std::fmt::Debug for MemoryRateLimiter {
@@ -101,7 +102,7 @@ impl std::fmt::Debug for MemoryRateLimiter {
 impl Default for MemoryRateLimiter {
     fn default() -> Self {
         Self {
-            entries: moka::future::Cache::builder()
+            entries: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
@@ -109,14 +110,25 @@ impl Default for MemoryRateLimiter {
     }
 }
 
+impl MemoryRateLimiter {
+    /// [`RateLimiter::spend`], without awaiting anything.
+    pub fn spend_now(&self, key: &str, limit: RateLimit, cost: u32) -> Budget {
+        let entry = match self.entries.get(key) {
+            Some(entry) if entry.limit == limit => entry,
+            _ => {
+                let entry = Arc::new(Entry::new(limit));
+                self.entries.insert(key.to_owned(), entry.clone());
+                entry
+            }
+        };
+        entry.spend(cost)
+    }
+}
+
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
     async fn spend(&self, key: &str, limit: RateLimit, cost: u32) -> Budget {
-        let entry = self
-            .entries
-            .get_with((key.to_owned(), limit), async move { Arc::new(Entry::new(limit)) })
-            .await;
-        entry.spend(cost)
+        self.spend_now(key, limit, cost)
     }
 }
 

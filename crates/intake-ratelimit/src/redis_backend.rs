@@ -12,14 +12,16 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::MemoryRateLimiter;
 
 /// GCRA on the key's theoretical arrival time (TAT, in microseconds of Redis's clock).
-/// ARGV: the interval per event (µs), the burst, the cost (0 reads without spending).
-/// Returns {allowed, remaining, retry after (µs), time until full (µs)}.
+/// ARGV: the interval per event (µs), the burst, the cost (0 reads without spending), and how
+/// many more events to take ahead if they are there (a lease, see [`RedisRateLimiter`]).
+/// Returns {allowed, remaining, retry after (µs), time until full (µs), events taken ahead}.
 const GCRA: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local ahead = tonumber(ARGV[4])
 local tau = interval * burst
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat or tat < now then tat = now end
@@ -29,14 +31,40 @@ local function remaining(at)
   if r < 0 then r = 0 end
   return r
 end
-if cost == 0 then return {1, remaining(tat), 0, tat - now} end
-if cost > burst then return {0, remaining(tat), tau, tat - now} end
+if cost == 0 then return {1, remaining(tat), 0, tat - now, 0} end
+if cost > burst then return {0, remaining(tat), tau, tat - now, 0} end
 local new_tat = tat + cost * interval
 local allowed_at = new_tat - tau
-if allowed_at > now then return {0, remaining(tat), allowed_at - now, tat - now} end
+if allowed_at > now then return {0, remaining(tat), allowed_at - now, tat - now, 0} end
+local taken = math.min(ahead, remaining(new_tat))
+new_tat = new_tat + taken * interval
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, remaining(new_tat), 0, new_tat - now}
+return {1, remaining(new_tat), 0, new_tat - now, taken}
 ";
+
+/// A lease of events taken from the shared budget ahead of use, spent by this server alone.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    /// The limit it was taken under.
+    limit: RateLimit,
+    /// Events of the lease not spent yet.
+    left: u32,
+    /// The shared budget left when the lease was taken (the lease already deducted).
+    shared: u32,
+    /// When it was taken; a lease older than [`LEASE_LIFETIME`] is dropped.
+    taken_at: Instant,
+}
+
+/// How long unspent leased events stay usable; after that they count as spent.
+const LEASE_LIFETIME: Duration = Duration::from_millis(500);
+
+/// How many events a server takes ahead from a key's shared budget: a thousandth of the burst
+/// and at most a hundredth of a second's worth, so that any number of servers hold little of
+/// it; limits with a burst under a thousand events take nothing ahead and every request asks
+/// Redis.
+fn lease_size(limit: RateLimit) -> u32 {
+    (limit.burst / 1000).min(limit.per_second / 100)
+}
 
 /// How long one Redis call may take before the request is counted in memory instead.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -55,7 +83,9 @@ pub struct RedisStats {
 /// Shared budgets in Redis, with this server's memory as the fallback.
 pub struct RedisRateLimiter {
     client: redis::Client,
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
+    connection: std::sync::RwLock<Option<ConnectionManager>>,
+    connecting: tokio::sync::Mutex<()>,
+    leases: Mutex<std::collections::HashMap<String, Lease>>,
     script: redis::Script,
     prefix: String,
     fallback: MemoryRateLimiter,
@@ -76,7 +106,9 @@ impl RedisRateLimiter {
     pub fn new(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
             client: redis::Client::open(url)?,
-            connection: tokio::sync::Mutex::new(None),
+            connection: std::sync::RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            leases: Mutex::new(std::collections::HashMap::new()),
             script: redis::Script::new(GCRA),
             prefix: prefix.to_owned(),
             fallback: MemoryRateLimiter::default(),
@@ -94,18 +126,52 @@ impl RedisRateLimiter {
         }
     }
 
+    fn held_connection(&self) -> Option<ConnectionManager> {
+        self.connection.read().ok().and_then(|held| held.clone())
+    }
+
     async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        let mut held = self.connection.lock().await;
-        if let Some(connection) = held.as_ref() {
-            return Ok(connection.clone());
+        if let Some(connection) = self.held_connection() {
+            return Ok(connection);
+        }
+        // One request connects; the others wait for it rather than each opening one.
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.held_connection() {
+            return Ok(connection);
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-        *held = Some(connection.clone());
+        if let Ok(mut held) = self.connection.write() {
+            *held = Some(connection.clone());
+        }
         Ok(connection)
+    }
+
+    fn forget_connection(&self) {
+        if let Ok(mut held) = self.connection.write() {
+            *held = None;
+        }
+    }
+
+    /// Spends `cost` from this server's lease of `key`, when it holds enough.
+    fn spend_leased(&self, key: &str, limit: RateLimit, cost: u32) -> Option<Budget> {
+        let mut leases = self.leases.lock().ok()?;
+        let lease = leases.get_mut(key)?;
+        if lease.limit != limit || lease.taken_at.elapsed() > LEASE_LIFETIME || lease.left < cost {
+            return None;
+        }
+        lease.left -= cost;
+        let remaining = lease.shared.saturating_add(lease.left).min(limit.burst);
+        Some(Budget {
+            limit,
+            allowed: true,
+            remaining,
+            reset: limit.refill_time(remaining),
+            retry_after: Duration::ZERO,
+        })
     }
 
     async fn spend_in_redis(
@@ -116,20 +182,36 @@ impl RedisRateLimiter {
     ) -> redis::RedisResult<Budget> {
         let mut connection = self.connection().await?;
         let interval = u64::try_from(limit.interval().as_micros()).unwrap_or(u64::MAX).max(1);
-        let (allowed, remaining, retry_after, reset): (i64, i64, i64, i64) = self
+        let ahead = if cost == 0 { 0 } else { lease_size(limit) };
+        let (allowed, remaining, retry_after, reset, taken): (i64, i64, i64, i64, i64) = self
             .script
             .key(format!("{}{key}", self.prefix))
             .arg(interval)
             .arg(limit.burst)
             .arg(cost)
+            .arg(ahead)
             .invoke_async(&mut connection)
             .await?;
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
+        let shared = u32::try_from(remaining).unwrap_or(0);
+        let taken = u32::try_from(taken).unwrap_or(0);
+        if taken > 0 {
+            if let Ok(mut leases) = self.leases.lock() {
+                let lease = Lease { limit, left: taken, shared, taken_at: Instant::now() };
+                match leases.get_mut(key) {
+                    Some(held) => *held = lease,
+                    None => {
+                        leases.insert(key.to_owned(), lease);
+                    }
+                }
+            }
+        }
+        let remaining = shared.saturating_add(taken).min(limit.burst);
         Ok(Budget {
             limit,
             allowed: allowed == 1,
-            remaining: u32::try_from(remaining).unwrap_or(0),
-            reset: micros(reset),
+            remaining,
+            reset: if taken > 0 { limit.refill_time(remaining) } else { micros(reset) },
             retry_after: if allowed == 1 {
                 Duration::ZERO
             } else {
@@ -160,27 +242,27 @@ impl RedisRateLimiter {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn spend(&self, key: &str, limit: RateLimit, cost: u32) -> Budget {
+        if let Some(budget) = self.spend_leased(key, limit, cost) {
+            return budget;
+        }
         if !self.redis_paused() {
-            match tokio::time::timeout(REDIS_TIMEOUT * 2, self.spend_in_redis(key, limit, cost))
-                .await
-            {
-                Ok(Ok(budget)) => {
+            match self.spend_in_redis(key, limit, cost).await {
+                Ok(budget) => {
                     if self.degraded.swap(false, Ordering::Relaxed) {
                         tracing::warn!("Redis is back: rate limits are shared again");
                     }
                     return budget;
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     // A broken connection is made anew next time.
-                    if error.is_io_error() || error.is_connection_dropped() {
-                        *self.connection.lock().await = None;
+                    if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+                        self.forget_connection();
                     }
                     self.pause_redis(&error);
                 }
-                Err(_) => self.pause_redis(&"no answer in time"),
             }
         }
         self.fallback_requests.fetch_add(1, Ordering::Relaxed);
-        self.fallback.spend(key, limit, cost).await
+        self.fallback.spend_now(key, limit, cost)
     }
 }

@@ -128,3 +128,34 @@ async fn redis_stopped_mid_run_falls_back_to_memory_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn servers_take_small_leases_and_never_exceed_the_shared_budget() {
+    let prefix = format!("{}lease:", prefix());
+    let a = RedisRateLimiter::new(&shared_redis(), &prefix).expect("client");
+    let b = RedisRateLimiter::new(&shared_redis(), &prefix).expect("client");
+    // A thousandth of the burst is taken ahead: 10 events per trip to Redis.
+    let limit = limit(1000, 10_000);
+    let begun = Instant::now();
+    let first = a.spend("token", limit, 1).await;
+    assert!(first.allowed);
+    let shared = b.spend("token", limit, 0).await.remaining;
+    // 1 spent and 10 leased; the budget refills by one a millisecond meanwhile.
+    let refill = begun.elapsed().as_millis() as u32 + 1;
+    assert!(shared <= 9_989 + refill, "A's lease is already deducted: {shared} (refill {refill})");
+    for _ in 0..9 {
+        assert!(a.spend("token", limit, 1).await.allowed, "spent from A's lease");
+    }
+    let after = b.spend("token", limit, 0).await.remaining;
+    assert!(after >= shared, "A's spends came out of its lease, not Redis: {shared} then {after}");
+
+    let started = Instant::now();
+    let mut allowed = 10u64;
+    for n in 0..12_000 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        allowed += u64::from(server.spend("token", limit, 1).await.allowed);
+    }
+    let refilled = (started.elapsed().as_secs_f64() * 1000.0).ceil() as u64 + 1;
+    assert!(allowed <= 10_000 + refilled, "{allowed} allowed; the budget was 10,000 + {refilled}");
+    assert!(allowed >= 10_000 - 20, "at most a lease per server is lost: {allowed}");
+}
