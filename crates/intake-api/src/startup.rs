@@ -125,6 +125,9 @@ impl Backend {
     }
 }
 
+/// Reads the rate limits' backend state, for metrics.
+type RateStatsReader = Box<dyn Fn() -> RateLimitStats + Send + Sync>;
+
 /// What the application's routes are given: shared state, authentication, metrics and the
 /// OpenAPI document.
 #[derive(Debug, Clone)]
@@ -140,10 +143,9 @@ impl AppData {
     /// Everything the routes need, over `backend`'s stores.
     pub fn new(settings: &Settings, backend: &Backend) -> anyhow::Result<Self> {
         let rate = &settings.limits.rate;
-        let (limiter, rate_stats): (
-            Option<Arc<dyn RateLimiter>>,
-            Box<dyn Fn() -> RateLimitStats + Send + Sync>,
-        ) = match rate.backend {
+        let (limiter, rate_stats): (Option<Arc<dyn RateLimiter>>, RateStatsReader) = match rate
+            .backend
+        {
             RateBackend::Off => (None, Box::new(RateLimitStats::default)),
             RateBackend::Memory => {
                 (Some(Arc::new(MemoryRateLimiter::default())), Box::new(RateLimitStats::default))

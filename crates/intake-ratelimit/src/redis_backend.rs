@@ -197,11 +197,22 @@ impl RedisRateLimiter {
         let taken = u32::try_from(taken).unwrap_or(0);
         if taken > 0 {
             if let Ok(mut leases) = self.leases.lock() {
-                let lease = Lease { limit, left: taken, shared, taken_at: Instant::now() };
+                let now = Instant::now();
                 match leases.get_mut(key) {
-                    Some(held) => *held = lease,
+                    // Concurrent requests that each took a lease add theirs up: none is lost.
+                    Some(held)
+                        if held.limit == limit
+                            && now.duration_since(held.taken_at) <= LEASE_LIFETIME =>
+                    {
+                        held.left = held.left.saturating_add(taken);
+                        held.shared = held.shared.min(shared);
+                    }
+                    Some(held) => *held = Lease { limit, left: taken, shared, taken_at: now },
                     None => {
-                        leases.insert(key.to_owned(), lease);
+                        leases.insert(
+                            key.to_owned(),
+                            Lease { limit, left: taken, shared, taken_at: now },
+                        );
                     }
                 }
             }

@@ -300,6 +300,8 @@ async fn redis_stopped_mid_run_falls_back_without_a_500_and_recovers(pool: PgPoo
     let mut settings = local_settings();
     settings.limits.rate.backend = intake_api::settings::RateBackend::Redis;
     settings.limits.rate.redis_url = format!("redis://127.0.0.1:{port}");
+    // A burst under a thousand: no lease, every request asks Redis.
+    (settings.limits.rate.per_second, settings.limits.rate.burst) = (100, 500);
     let app = spawn_app_with(pool, settings).await;
     assert_eq!(app.post_event(&event("f-0")).await.status(), 200);
     assert_eq!(metric(&app, "intake_rate_limit_backend_degraded").await, 0.0);
