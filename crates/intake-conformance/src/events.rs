@@ -1,6 +1,7 @@
 //! What every [`EventStore`] must do: store each key once per tenant, answer retries with the
 //! original, refuse a reused key, keep batch order, and hand out a tenant's feed exactly once.
 
+pub use crate::cloudevents::a_cloudevent_keeps_its_context;
 pub use crate::schemas::an_event_reads_back_with_the_schema_version_it_was_checked_against;
 use std::time::{Duration, Instant};
 

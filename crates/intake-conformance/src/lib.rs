@@ -9,6 +9,7 @@
 //! one store can show (concurrent writers, the database's own columns) stays in that store's
 //! tests.
 
+pub mod cloudevents;
 pub mod events;
 pub mod schemas;
 pub mod tokens;
@@ -35,6 +36,7 @@ macro_rules! for_each_event_store_case {
             the_feed_filters_by_event_type,
             tenants_see_only_their_own_feed,
             an_event_reads_back_with_the_schema_version_it_was_checked_against,
+            a_cloudevent_keeps_its_context,
         );
     };
 }

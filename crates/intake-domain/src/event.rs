@@ -189,6 +189,11 @@ impl OccurredAt {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// A key intake derived itself, known to be valid (a CloudEvent's, say).
+    pub(crate) fn derived(key: String) -> Self {
+        Self(key)
+    }
+
     /// The longest key accepted.
     pub const MAX_LEN: usize = 255;
 

@@ -22,6 +22,8 @@ pub struct StoredEvent {
     pub data: Value,
     /// The version of its type's schema the data was checked against; `None` when none.
     pub schema_version: Option<u32>,
+    /// The CloudEvents context it came with (`id`, `source`, …); `None` for a plain event.
+    pub cloudevent: Option<Value>,
 }
 
 /// A place in a tenant's feed: the writing transaction's id and the row's insertion number.

@@ -4,6 +4,7 @@
 //! This crate does no I/O and knows nothing of HTTP or SQL: it must not depend on actix, sqlx or
 //! tokio. Everything here is deterministic given its inputs (the clock is passed in).
 
+pub mod cloudevent;
 pub mod event;
 pub mod feed;
 pub mod fingerprint;

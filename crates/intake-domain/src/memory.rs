@@ -81,6 +81,7 @@ impl MemoryEventStore {
             idempotency_key: key.to_owned(),
             data: event.data().to_value(),
             schema_version: event.schema_version(),
+            cloudevent: event.context().cloned(),
         };
         let holder = KeyHolder {
             event_id: new_id,

@@ -30,6 +30,7 @@ pub struct NewEvent {
     data: EventData,
     fingerprint: Fingerprint,
     schema_version: Option<u32>,
+    context: Option<Value>,
 }
 
 impl NewEvent {
@@ -41,7 +42,15 @@ impl NewEvent {
         data: EventData,
     ) -> Self {
         let fingerprint = Fingerprint::of(&event_type, &occurred_at, &data);
-        Self { event_type, occurred_at, idempotency_key, data, fingerprint, schema_version: None }
+        Self {
+            event_type,
+            occurred_at,
+            idempotency_key,
+            data,
+            fingerprint,
+            schema_version: None,
+            context: None,
+        }
     }
 
     /// Turns a request body (already known to be a JSON object) into an event, reporting every
@@ -116,6 +125,18 @@ impl NewEvent {
     /// of the fingerprint: a retry is a retry whichever schema was current.
     pub fn schema_version(&self) -> Option<u32> {
         self.schema_version
+    }
+
+    /// The CloudEvents context it came with (`id`, `source`, `subject`, extensions …), if it
+    /// came as a CloudEvent. Not part of the fingerprint.
+    pub fn context(&self) -> Option<&Value> {
+        self.context.as_ref()
+    }
+
+    /// Records the CloudEvents context the event came with.
+    pub fn with_context(mut self, context: Value) -> Self {
+        self.context = Some(context);
+        self
     }
 
     /// Records that the data passed version `version` of its type's schema.

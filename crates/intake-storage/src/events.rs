@@ -25,8 +25,8 @@ use crate::PgStore;
 const INGEST: &str = r#"
 WITH inserted AS (
     INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
-                        fingerprint, schema_version)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+                        fingerprint, schema_version, cloudevent)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9::jsonb)
     ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
     RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
 )
@@ -50,16 +50,16 @@ const INGEST_MANY: &str = r#"
 WITH item AS (
     SELECT u.*, nextval('events_seq_seq'::regclass) AS seq
     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-                $7::bytea[], $8::int4[])
+                $7::bytea[], $8::int4[], $9::text[])
          WITH ORDINALITY AS u(tenant_id, event_id, idempotency_key, event_type, occurred_at, data,
-                              fingerprint, schema_version, ord)
+                              fingerprint, schema_version, cloudevent, ord)
     ORDER BY ord
 )
 INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
-                    fingerprint, schema_version)
+                    fingerprint, schema_version, cloudevent)
 OVERRIDING SYSTEM VALUE
 SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at, data::jsonb,
-       fingerprint, schema_version
+       fingerprint, schema_version, cloudevent::jsonb
 FROM item
 ORDER BY tenant_id, idempotency_key
 ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
@@ -121,7 +121,7 @@ WHERE tenant_id = $1 AND idempotency_key = $2
 /// One event of one tenant, by id (the primary key).
 const GET: &str = r#"
 SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data, schema_version,
-       tx_id::text AS tx_text, seq
+       cloudevent, tx_id::text AS tx_text, seq
 FROM events
 WHERE event_id = $1 AND tenant_id = $2
 "#;
@@ -146,7 +146,7 @@ macro_rules! feed_sql {
     ($type_filter:literal) => {
         concat!(
             "SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                    schema_version, tx_id::text AS tx_text, seq
+                    schema_version, cloudevent, tx_id::text AS tx_text, seq
              FROM events
              WHERE tenant_id = $1
                AND (tx_id, seq) > ($2::text::xid8, $3)
@@ -176,6 +176,7 @@ struct EventRow {
     idempotency_key: String,
     data: sqlx::types::Json<serde_json::Value>,
     schema_version: Option<i32>,
+    cloudevent: Option<sqlx::types::Json<serde_json::Value>>,
     /// `tx_id` as text: sqlx has no type for `xid8`.
     tx_text: String,
     seq: i64,
@@ -194,6 +195,7 @@ impl EventRow {
             idempotency_key: self.idempotency_key,
             data: self.data.0,
             schema_version: self.schema_version.and_then(|v| u32::try_from(v).ok()),
+            cloudevent: self.cloudevent.map(|c| c.0),
         };
         Ok((FeedPosition { tx, seq: self.seq }, event))
     }
@@ -330,6 +332,7 @@ impl PgStore {
                 .bind(event.data().canonical_json())
                 .bind(&event.fingerprint().as_bytes()[..])
                 .bind(event.schema_version().map(version_column))
+                .bind(event.context().map(|c| c.to_string()))
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(classify)?;
@@ -390,6 +393,12 @@ impl PgStore {
                     batch
                         .iter()
                         .map(|i| i.event.schema_version().map(version_column))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    batch
+                        .iter()
+                        .map(|i| i.event.context().map(|c| c.to_string()))
                         .collect::<Vec<_>>(),
                 )
                 .fetch_all(&mut *conn)
