@@ -145,6 +145,22 @@ pub async fn json_object(
     parse_object(&bytes)
 }
 
+/// Reads a JSON body of any kind (an array, for a batch of CloudEvents); `None` when the body
+/// is empty (a binary-mode CloudEvent without data).
+pub async fn json_value(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: BodyLimits,
+) -> Result<Option<Value>, ApiError> {
+    require_json(req)?;
+    let bytes = read_limited(req, payload, limits).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::InvalidUtf8)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
 /// Parses bytes as a JSON object, telling invalid UTF-8, malformed JSON and other JSON values
 /// apart.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {

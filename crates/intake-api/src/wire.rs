@@ -1,9 +1,11 @@
-//! How the API writes and reads domain values on the wire: timestamps, and the
-//! `Idempotency-Key` header (a bare token or an RFC 8941 string).
+//! How the API writes and reads domain values on the wire: timestamps, the `Idempotency-Key`
+//! header (a bare token or an RFC 8941 string), and which format (plain or CloudEvents) a
+//! request carries.
 
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 use intake_domain::{ErrorCode, FieldError, IdempotencyKey, KeyBesideBody};
+use serde_json::{Map, Value};
 
 /// The header a single event's key may come in instead of (or as well as) the body.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -93,4 +95,69 @@ mod tests {
         assert_eq!(format_timestamp(at(1_766_399_400_120_000)), "2025-12-22T10:30:00.120Z");
         assert_eq!(format_timestamp(at(1_766_399_400_000_001)), "2025-12-22T10:30:00.000001Z");
     }
+}
+
+/// How a request body carries its event (contract §11), by media type and headers alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// intake's own JSON.
+    Plain,
+    /// A CloudEvent in structured mode (`application/cloudevents+json`).
+    Structured,
+    /// A CloudEvent in binary mode: `ce-*` headers, the body is `data`.
+    Binary,
+    /// CloudEvents in batched mode (`application/cloudevents-batch+json`).
+    Batched,
+}
+
+/// The media type of structured CloudEvents.
+pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+/// The media type of batched CloudEvents.
+pub const CLOUDEVENTS_BATCH_JSON: &str = "application/cloudevents-batch+json";
+
+/// The format of a request: by its media type, or binary mode when it carries
+/// `ce-specversion`.
+pub fn event_format(headers: &HeaderMap) -> EventFormat {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match media_type.as_deref() {
+        Some(CLOUDEVENTS_JSON) => EventFormat::Structured,
+        Some(CLOUDEVENTS_BATCH_JSON) => EventFormat::Batched,
+        _ if headers.contains_key("ce-specversion") => EventFormat::Binary,
+        _ => EventFormat::Plain,
+    }
+}
+
+/// The CloudEvents attributes of a binary-mode request: every `ce-` header, without the
+/// prefix, its value percent-decoded (the HTTP binding's encoding); `datacontenttype` from
+/// `Content-Type`. A value that is not UTF-8 once decoded is kept as sent.
+pub fn binary_attributes(headers: &HeaderMap) -> Map<String, Value> {
+    let mut attributes = Map::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let decoded = percent_encoding::percent_decode_str(&raw)
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .unwrap_or(raw);
+        attributes.insert(attribute.to_owned(), Value::String(decoded));
+    }
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        attributes.insert("datacontenttype".into(), Value::String(content_type.to_owned()));
+    }
+    attributes
+}
+
+/// Whether the client asks for events as structured CloudEvents.
+pub fn wants_cloudevent(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| {
+        accept.split(',').any(|item| {
+            item.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(CLOUDEVENTS_JSON))
+        })
+    })
 }

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use intake_domain::cloudevent::{self, Mode};
 use intake_domain::event::json_type_name;
 use intake_domain::{
     BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
@@ -17,7 +18,10 @@ use crate::cursor;
 use crate::metrics::{Metrics, Outcome};
 use crate::problem::{field_problems, ApiError, FieldProblem, RequestCode};
 use crate::state::AppState;
-use crate::wire::{format_timestamp, key_beside_body, IDEMPOTENCY_KEY_HEADER};
+use crate::wire::{
+    binary_attributes, event_format, format_timestamp, key_beside_body, wants_cloudevent,
+    EventFormat, CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER,
+};
 
 /// An event to ingest (the request body of `POST /v1/events`, and each item of a batch).
 #[derive(Debug, Serialize, ToSchema)]
@@ -143,10 +147,8 @@ pub(crate) async fn ingest(
     // The budget first: a limited request reads no body and stores nothing.
     caller.spend(&req, 1).await?;
     let stored = async {
-        let object = body::json_object(&req, payload, state.event_body).await?;
         let now = Utc::now();
-        let beside = key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER));
-        let event = NewEvent::parse(object, Some(beside), now, &state.validation)?;
+        let event = read_event(&req, payload, &state, now).await?;
         let event = match check_schema(&state, caller.tenant(), event).await? {
             Checked::Passed(event) => event,
             Checked::Violates { event, version, errors } => {
@@ -173,6 +175,34 @@ pub(crate) async fn ingest(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(Accepted::from(&ingested)))
+}
+
+/// The event a single-event request carries: intake's JSON, or a CloudEvent in structured or
+/// binary mode (contract §11).
+async fn read_event(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    now: chrono::DateTime<Utc>,
+) -> Result<NewEvent, ApiError> {
+    match event_format(req.headers()) {
+        EventFormat::Plain | EventFormat::Batched => {
+            let object = body::json_object(req, payload, state.event_body).await?;
+            let beside = key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER));
+            Ok(NewEvent::parse(object, Some(beside), now, &state.validation)?)
+        }
+        EventFormat::Structured => {
+            let object = body::json_object(req, payload, state.event_body).await?;
+            Ok(cloudevent::parse(object, Mode::Structured, now, &state.validation)?.0)
+        }
+        EventFormat::Binary => {
+            let mut attributes = binary_attributes(req.headers());
+            if let Some(data) = body::json_value(req, payload, state.event_body).await? {
+                attributes.insert("data".into(), data);
+            }
+            Ok(cloudevent::parse(attributes, Mode::Binary, now, &state.validation)?.0)
+        }
+    }
 }
 
 /// What checking an event against its type's schema found.
@@ -264,6 +294,28 @@ pub(crate) struct BatchBody {
     rejected: usize,
 }
 
+/// The items of a batched-mode body (a JSON array of CloudEvents), or why the whole batch is
+/// refused.
+fn cloudevent_items(body: Option<Value>) -> Result<Vec<Value>, ApiError> {
+    let items = match body {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(ApiError::InvalidBatch(format!(
+                "a batch of CloudEvents is a JSON array, not {}",
+                json_type_name(&other)
+            )))
+        }
+        None => return Err(ApiError::InvalidBatch("the body is empty".into())),
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::InvalidBatch(format!(
+            "the batch has {} events; send 1 to {MAX_BATCH_ITEMS}",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
 /// The items of a `{"events":[…]}` body, or why the whole batch is refused.
 fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, ApiError> {
     let shape = || "the body must be {\"events\":[…]} with 1 to 1000 events".to_owned();
@@ -311,8 +363,14 @@ pub(crate) async fn ingest_batch(
 ) -> Result<HttpResponse, ApiError> {
     // A batch costs its number of items, known once the body is read; a body that is not a
     // batch spends nothing (its answer still shows the budget).
-    let items = match body::json_object(&req, payload, state.batch_body).await.and_then(batch_items)
-    {
+    let format = event_format(req.headers());
+    let read = match format {
+        EventFormat::Batched => {
+            body::json_value(&req, payload, state.batch_body).await.and_then(cloudevent_items)
+        }
+        _ => body::json_object(&req, payload, state.batch_body).await.and_then(batch_items),
+    };
+    let items = match read {
         Ok(items) => items,
         Err(error) => {
             caller.spend(&req, 0).await?;
@@ -329,6 +387,11 @@ pub(crate) async fn ingest_batch(
         // A batch item's key comes from the item alone: the Idempotency-Key header is for
         // single events.
         let parsed = match item {
+            Value::Object(fields) if format == EventFormat::Batched => {
+                cloudevent::parse(fields, Mode::Structured, now, &state.validation)
+                    .map(|(event, _)| event)
+                    .map_err(field_problems)
+            }
             Value::Object(fields) => {
                 NewEvent::parse(fields, None, now, &state.validation).map_err(field_problems)
             }
@@ -459,6 +522,7 @@ impl From<StoredEvent> for EventBody {
 )]
 pub(crate) async fn get_event(
     caller: Caller<EventsRead>,
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -466,6 +530,10 @@ pub(crate) async fn get_event(
     let not_found = || ApiError::NotFound(format!("no event {raw:?}"));
     let id: EventId = raw.parse().map_err(|_| not_found())?;
     let event = state.events.get(caller.tenant(), id).await?.ok_or_else(not_found)?;
+    if wants_cloudevent(req.headers()) {
+        let structured = cloudevent::to_structured(&event, caller.tenant(), format_timestamp);
+        return Ok(HttpResponse::Ok().content_type(CLOUDEVENTS_JSON).json(structured));
+    }
     Ok(HttpResponse::Ok().json(EventBody::from(event)))
 }
 

@@ -3,6 +3,7 @@
 mod auth;
 mod batch;
 mod binary;
+mod cloudevents;
 mod crash;
 mod errors;
 mod helpers;

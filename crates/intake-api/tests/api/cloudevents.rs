@@ -1,0 +1,280 @@
+//! CloudEvents 1.0 over HTTP (contract §11): structured, binary and batched modes, the mapping
+//! both ways, dedupe on `source`+`id` across modes, the attribute rules, and reading back as a
+//! structured CloudEvent.
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::{gzip, spawn_app, TestApp, DEV_TOKEN};
+
+fn structured(id: &str, data: Value) -> Value {
+    json!({
+        "specversion": "1.0", "id": id, "source": "https://shop.example/orders",
+        "type": "com.example.order.placed", "time": "2025-12-22T10:30:00Z",
+        "subject": "order/17", "dataschema": "https://shop.example/order.json",
+        "datacontenttype": "application/json", "traceparent": "00-4bf92f3577b34da6-01",
+        "priority": 3, "data": data
+    })
+}
+
+async fn post_structured(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent")
+}
+
+fn binary(app: &TestApp, id: &str) -> reqwest::RequestBuilder {
+    app.client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "https://shop.example/orders")
+        .header("ce-type", "com.example.order.placed")
+        .header("ce-time", "2025-12-22T10:30:00Z")
+}
+
+async fn read_as_cloudevent(app: &TestApp, event_id: &str) -> Value {
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/events/{event_id}")))
+        .bearer_auth(DEV_TOKEN)
+        .header(ACCEPT, "application/cloudevents+json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    assert_eq!(content_type, Some("application/cloudevents+json"));
+    response.json().await.expect("json")
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_structured_cloudevent_is_stored_and_reads_back_with_every_attribute(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let sent = structured("A-1", json!({"order": 17, "total": 99.5}));
+    let response = post_structured(&app, &sent).await;
+    assert_eq!(response.status(), 200);
+    let accepted: Value = response.json().await.expect("json");
+    let id = accepted["event_id"].as_str().expect("id");
+
+    let plain: Value = app
+        .client
+        .get(app.url(&format!("/v1/events/{id}")))
+        .bearer_auth(DEV_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(plain["event_type"], "com.example.order.placed");
+    assert_eq!(plain["occurred_at"], "2025-12-22T10:30:00Z");
+    assert_eq!(plain["data"], json!({"order": 17, "total": 99.5}));
+    assert!(plain["idempotency_key"].as_str().is_some_and(|k| k.starts_with("ce:")));
+
+    let back = read_as_cloudevent(&app, id).await;
+    for attribute in [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "datacontenttype",
+        "traceparent",
+        "priority",
+        "data",
+    ] {
+        assert_eq!(back[attribute], sent[attribute], "{attribute}: {back}");
+    }
+    assert_eq!(back["recordedtime"], plain["received_at"]);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn binary_mode_maps_headers_and_body_and_dedupes_with_structured(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = binary(&app, "B-1")
+        .header("ce-subject", "order/18")
+        .header("ce-tenantzone", "eu%2Dwest%201")
+        .body(json!({"order": 18}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let first: Value = response.json().await.expect("json");
+    let id = first["event_id"].as_str().expect("id");
+    let back = read_as_cloudevent(&app, id).await;
+    assert_eq!(back["subject"], "order/18");
+    assert_eq!(back["tenantzone"], "eu-west 1", "percent-decoded: {back}");
+    assert_eq!(back["data"], json!({"order": 18}));
+    assert_eq!(back["datacontenttype"], "application/json");
+
+    // The same source and id in structured mode, same payload: a replay.
+    let mut same = structured("B-1", json!({"order": 18}));
+    same.as_object_mut().expect("object").remove("subject");
+    let replay = post_structured(&app, &same).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(
+        replay.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let replay: Value = replay.json().await.expect("json");
+    assert_eq!(replay["event_id"], first["event_id"]);
+
+    // The same pair with other data: the usual 422.
+    let other = post_structured(&app, &structured("B-1", json!({"order": 99}))).await;
+    assert_eq!(other.status(), 422);
+    let problem: Value = other.json().await.expect("json");
+    assert_eq!(problem["type"], "/docs/troubleshooting#idempotency-key-reused");
+    assert_eq!(problem["event_id"], first["event_id"]);
+
+    // Without a body, data is {}.
+    let empty = binary(&app, "B-2").send().await.expect("sent");
+    assert_eq!(empty.status(), 200);
+    let empty: Value = empty.json().await.expect("json");
+    let back = read_as_cloudevent(&app, empty["event_id"].as_str().expect("id")).await;
+    assert_eq!(back["data"], json!({}));
+    assert_eq!(app.event_count().await, 2);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn every_attribute_rule_is_a_problem_naming_the_attribute(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"specversion": "0.3"}), "specversion"),
+        (json!({"id": ""}), "id"),
+        (json!({"source": null}), "source"),
+        (json!({"type": ""}), "type"),
+        (json!({"time": null}), "time"),
+        (json!({"time": "yesterday"}), "time"),
+        (json!({"data": [1, 2]}), "data"),
+        (json!({"data": "text"}), "data"),
+        (json!({"Bad_Ext": "x"}), "Bad_Ext"),
+        (json!({"waytoolongextensionname1": "x"}), "waytoolongextensionname1"),
+        (json!({"nested": {"a": 1}}), "nested"),
+        (json!({"data_base64": "AAAA"}), "data_base64"),
+    ];
+    for (change, attribute) in cases {
+        let mut event = structured("R-1", json!({}));
+        for (name, value) in change.as_object().expect("object") {
+            if value.is_null() {
+                event.as_object_mut().expect("object").remove(name);
+            } else {
+                event[name] = value.clone();
+            }
+        }
+        let response = post_structured(&app, &event).await;
+        assert_eq!(response.status(), 400, "{attribute}");
+        let problem: Value = response.json().await.expect("json");
+        assert_eq!(problem["type"], "/docs/troubleshooting#validation-failed", "{attribute}");
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&attribute), "{attribute}: {problem}");
+    }
+    // In binary mode the field is the header.
+    let response = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-source", "/s")
+        .header("ce-type", "t")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.expect("json");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["ce-id", "ce-time"], "{problem}");
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn batched_mode_stores_good_items_and_reports_bad_ones(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let batch = json!([
+        structured("C-1", json!({"n": 1})),
+        {"specversion": "1.0", "id": "C-2", "source": "/s", "type": "t"},
+        "not an event",
+        structured("C-1", json!({"n": 1})),
+        structured("C-3", json!({"n": 3})),
+    ]);
+    let response = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .body(gzip(batch.to_string().as_bytes()))
+        .header("Content-Encoding", "gzip")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        (body["accepted"].clone(), body["deduplicated"].clone(), body["rejected"].clone()),
+        (json!(2), json!(1), json!(2)),
+        "{body}"
+    );
+    assert_eq!(body["results"][1]["errors"][0]["field"], "time");
+    assert_eq!(body["results"][3]["deduplicated"], true);
+    assert_eq!(body["results"][3]["event_id"], body["results"][0]["event_id"]);
+    let not_array = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .body(structured("C-9", json!({})).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(not_array.status(), 400);
+    assert_eq!(app.event_count().await, 2);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_plain_event_reads_back_as_a_cloudevent_of_intake(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let stored: Value =
+        app.post_event(&crate::helpers::quick_start_event()).await.json().await.expect("json");
+    let id = stored["event_id"].as_str().expect("id");
+    let back = read_as_cloudevent(&app, id).await;
+    assert_eq!(back["specversion"], "1.0");
+    assert_eq!(back["source"], "/intake/dev");
+    assert_eq!(back["id"], id);
+    assert_eq!(back["type"], "user.created");
+    assert_eq!(back["data"], json!({"user_id": "u_12345", "plan": "pro"}));
+    assert!(back["recordedtime"].is_string());
+    // Auth and limits apply as for plain events.
+    let anonymous = app
+        .client
+        .post(app.url("/v1/events"))
+        .header(CONTENT_TYPE, "application/cloudevents+json")
+        .body(structured("Z-1", json!({})).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    let huge = structured("Z-2", json!({"pad": "x".repeat(2 * 1024 * 1024)}));
+    assert_eq!(post_structured(&app, &huge).await.status(), 413);
+}
