@@ -9,9 +9,17 @@ DB_NAME ?= intake
 
 .PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools compose-check schemathesis fuzz
 
-# A real OpenAPI validator and schemathesis for the tests, in a virtualenv of their own.
+# What the tests use beyond cargo: a real OpenAPI validator, schemathesis and the official
+# Python CloudEvents SDK in a virtualenv of their own; the official JavaScript CloudEvents SDK
+# in a node_modules of its own. The stamp names the list, so a changed list installs again.
+PY_TOOLS := openapi-spec-validator pyyaml schemathesis cloudevents==1.13.0
+PY_STAMP := $(CURDIR)/.tmp/venv/.tools-2
+JS_SDK := $(CURDIR)/.tmp/node/node_modules/cloudevents/package.json
 VALIDATOR := $(CURDIR)/.tmp/venv/bin/openapi-spec-validator
 SCHEMATHESIS := $(CURDIR)/.tmp/venv/bin/schemathesis
+TEST_TOOLS := INTAKE_OPENAPI_VALIDATOR=$(VALIDATOR) INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) \
+  INTAKE_INTEROP_PYTHON=$(CURDIR)/.tmp/venv/bin/python \
+  INTAKE_INTEROP_NODE_MODULES=$(CURDIR)/.tmp/node/node_modules
 
 ## Serve on 127.0.0.1:8080 with the local profile (dev token test_123, tenant dev).
 run:
@@ -25,21 +33,28 @@ run:
 
 ## Formatting, lints, then every test against a real PostgreSQL and a real Redis.
 test: fmt-check lint tools
-	INTAKE_OPENAPI_VALIDATOR=$(VALIDATOR) INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) \
-	  scripts/db with scripts/redis with $(CARGO) test --workspace --no-fail-fast
+	$(TEST_TOOLS) scripts/db with scripts/redis with $(CARGO) test --workspace --no-fail-fast
 
-## Installs what the tests use beyond cargo: openapi-spec-validator and schemathesis (from PyPI,
-## into .tmp/venv).
-tools: $(VALIDATOR) $(SCHEMATHESIS)
-$(VALIDATOR) $(SCHEMATHESIS) &:
+## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm.
+tools: $(PY_STAMP) $(JS_SDK)
+$(PY_STAMP):
 	@python3 -m venv --help >/dev/null 2>&1 || { echo "make tools needs python3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	python3 -m venv $(CURDIR)/.tmp/venv
-	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator pyyaml schemathesis
+	$(CURDIR)/.tmp/venv/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	touch $@
+$(JS_SDK):
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make tools: installing Node.js and npm (Debian packages nodejs, npm)" >&2; \
+	    apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "make tools needs Node.js 18+ with npm (Debian: apt-get install nodejs npm)" >&2; exit 1; fi; }
+	mkdir -p $(CURDIR)/.tmp/node
+	npm install --silent --no-audit --no-fund --prefix $(CURDIR)/.tmp/node cloudevents@10.0.0
 
 ## A long schemathesis run (EXAMPLES per operation and phase; make test runs 25).
 EXAMPLES ?= 1000
 schemathesis: tools
-	INTAKE_SCHEMATHESIS=$(SCHEMATHESIS) INTAKE_SCHEMATHESIS_EXAMPLES=$(EXAMPLES) \
+	$(TEST_TOOLS) INTAKE_SCHEMATHESIS_EXAMPLES=$(EXAMPLES) \
 	  scripts/db with $(CARGO) test -p intake-api --test api schema_driven -- --nocapture
 
 ## A long fuzzing run of the request parsers (CASES requests; make test runs 3,000).

@@ -152,7 +152,10 @@ pub async fn json_value(
     payload: web::Payload,
     limits: BodyLimits,
 ) -> Result<Option<Value>, ApiError> {
-    require_json(req)?;
+    // A binary-mode CloudEvent without Content-Type (no `datacontenttype`) carries JSON.
+    if req.headers().contains_key(header::CONTENT_TYPE) {
+        require_json(req)?;
+    }
     let bytes = read_limited(req, payload, limits).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::InvalidUtf8)?;
     if text.trim().is_empty() {

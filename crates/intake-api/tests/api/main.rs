@@ -8,6 +8,7 @@ mod crash;
 mod errors;
 mod helpers;
 mod ingest;
+mod interop;
 mod load;
 mod openapi;
 mod ops;
