@@ -54,6 +54,73 @@ pub(crate) struct EventInput {
     data: serde_json::Value,
 }
 
+/// A CloudEvent 1.0 in structured mode (contract §11); besides the attributes below, extension
+/// attributes (names of 1–20 lowercase letters and digits; string, number or boolean values).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CloudEvent)]
+pub(crate) struct CloudEventInput {
+    /// Always `1.0`.
+    #[schema(pattern = "^1\\.0$", example = "1.0")]
+    specversion: String,
+    /// Unique within `source`; with it, the event's idempotency identity.
+    #[schema(min_length = 1, example = "A234-1234")]
+    id: String,
+    /// Where the event comes from.
+    #[schema(min_length = 1, example = "https://shop.example/orders")]
+    source: String,
+    /// The event type: 1–128 ASCII letters, digits and `. _ - :`, starting with a letter or
+    /// digit.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        example = "com.example.order.placed"
+    )]
+    r#type: String,
+    /// When it happened: RFC 3339; required here.
+    #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
+    time: String,
+    /// The subject within the source.
+    #[schema(nullable = false, min_length = 1)]
+    subject: Option<String>,
+    /// The schema of `data`.
+    #[schema(nullable = false, min_length = 1)]
+    dataschema: Option<String>,
+    /// The media type of `data` (JSON).
+    #[schema(nullable = false, example = "application/json")]
+    datacontenttype: Option<String>,
+    /// The payload: a JSON object; absent is `{}`.
+    #[schema(value_type = Object, nullable = false)]
+    data: Option<Value>,
+}
+
+/// A stored event as a structured CloudEvent: its attributes as it came (or `source`
+/// `/intake/<tenant>` and its event id, for a plain event), `recordedtime` when intake received
+/// it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StoredCloudEvent)]
+pub(crate) struct CloudEventBody {
+    /// `1.0`.
+    specversion: String,
+    /// The CloudEvent's id.
+    id: String,
+    /// The CloudEvent's source.
+    source: String,
+    /// The event type.
+    r#type: String,
+    /// When it happened.
+    #[schema(format = DateTime)]
+    time: String,
+    /// When intake received it.
+    #[schema(format = DateTime)]
+    recordedtime: String,
+    /// `application/json` unless it came with another.
+    datacontenttype: String,
+    /// The payload.
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
 /// An event of a batch: like a single event, but its key must be in the item (batches take no
 /// `Idempotency-Key` header).
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,7 +193,10 @@ impl From<&Ingested> for Accepted {
     path = "/v1/events",
     tag = "events",
     summary = "Ingest one event",
-    request_body(content = EventInput, content_type = "application/json"),
+    request_body(content(
+        (EventInput = "application/json"),
+        (CloudEventInput = "application/cloudevents+json"),
+    ), description = "intake's JSON; a CloudEvent in structured mode; or, with ce-* headers, a CloudEvent's data in binary mode"),
     params(
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 257, pattern = "^[!-~]+$",
          description = "The idempotency key, instead of (or equal to) the body's: 1-255 printable ASCII characters without spaces, bare or as a quoted string (with \\\" and \\\\ escapes; the document allows 257 characters as sent, a bare key or a quoted one without escapes)"),
@@ -348,7 +418,10 @@ fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, A
     path = "/v1/events/batch",
     tag = "events",
     summary = "Ingest up to 1,000 events, each on its own",
-    request_body(content = BatchInput, content_type = "application/json"),
+    request_body(content(
+        (BatchInput = "application/json"),
+        (Vec<CloudEventInput> = "application/cloudevents-batch+json"),
+    )),
     params(("Content-Encoding" = Option<body::Encoding>, Header, nullable = false, description = "How the body is compressed")),
     responses(
         (status = 200, description = "One result per item, in request order", body = BatchBody),
@@ -517,7 +590,10 @@ impl From<StoredEvent> for EventBody {
     summary = "Read one event",
     params(("event_id" = String, Path, pattern = "^evt_[0-9a-f]{32}$", description = "evt_ followed by 32 hex digits")),
     responses(
-        (status = 200, description = "The event", body = EventBody),
+        (status = 200, description = "The event (a structured CloudEvent with Accept: application/cloudevents+json)", content(
+            (EventBody = "application/json"),
+            (CloudEventBody = "application/cloudevents+json"),
+        )),
     ),
 )]
 pub(crate) async fn get_event(
