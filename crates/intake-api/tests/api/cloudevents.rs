@@ -278,3 +278,39 @@ async fn a_plain_event_reads_back_as_a_cloudevent_of_intake(pool: PgPool) {
     let huge = structured("Z-2", json!({"pad": "x".repeat(2 * 1024 * 1024)}));
     assert_eq!(post_structured(&app, &huge).await.status(), 413);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_cloudevent_is_checked_against_its_types_schema(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let schema = json!({"type": "object", "required": ["order"], "properties": {"order": {"type": "integer"}}});
+    let registered = app
+        .client
+        .put(app.url("/v1/schemas/com.example.order.placed"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body(schema.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(registered.status(), 201);
+    let refused = post_structured(&app, &structured("S-1", json!({"order": "seventeen"}))).await;
+    assert_eq!(refused.status(), 400);
+    let problem: Value = refused.json().await.expect("json");
+    assert_eq!(problem["type"], "/docs/troubleshooting#schema-violation");
+    assert_eq!(problem["errors"][0]["pointer"], "/data/order");
+    let accepted =
+        binary(&app, "S-2").body(json!({"order": 17}).to_string()).send().await.expect("sent");
+    assert_eq!(accepted.status(), 200);
+    let accepted: Value = accepted.json().await.expect("json");
+    let read: Value = app
+        .client
+        .get(app.url(&format!("/v1/events/{}", accepted["event_id"].as_str().expect("id"))))
+        .bearer_auth(DEV_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(read["schema_version"], 1);
+}
