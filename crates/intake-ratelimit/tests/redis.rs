@@ -1,7 +1,6 @@
 //! The Redis backend against a real Redis (`make test` finds or starts one: scripts/redis) and
 //! against a private `redis-server` that the test stops and starts.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use intake_ratelimit::{RateLimit, RateLimiter, RedisRateLimiter};
@@ -49,41 +48,9 @@ async fn two_servers_on_one_redis_share_one_budget() {
     assert_eq!(a.stats().fallback_requests + b.stats().fallback_requests, 0);
 }
 
-/// A `redis-server` on a port of its own, keeping nothing on disk.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); install it (Debian: apt-get install redis-server)"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { port, child: Some(child) }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+#[path = "support/private_redis.rs"]
+mod private_redis;
+use private_redis::PrivateRedis;
 
 #[tokio::test]
 async fn redis_stopped_mid_run_falls_back_to_memory_and_recovers() {
@@ -93,8 +60,8 @@ async fn redis_stopped_mid_run_falls_back_to_memory_and_recovers() {
         .expect("addr")
         .port();
     let mut redis = PrivateRedis::start(port);
-    let limiter = RedisRateLimiter::new(&format!("redis://127.0.0.1:{}", redis.port), &prefix())
-        .expect("client");
+    let limiter =
+        RedisRateLimiter::new(&format!("redis://127.0.0.1:{port}"), &prefix()).expect("client");
     let limit = limit(1000, 5);
     assert!(limiter.spend("t", limit, 3).await.allowed);
     assert!(!limiter.stats().degraded);

@@ -1,7 +1,6 @@
 //! Rate limits per token (contract §10) over real HTTP and PostgreSQL, with the memory backend
 //! and with Redis (`make test` finds or starts one; a private `redis-server` for the outage).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use intake_domain::{RateLimit, Scope, TokenStore};
@@ -252,38 +251,9 @@ async fn two_servers_sharing_redis_hold_one_combined_budget(pool: PgPool) {
     assert_eq!(accepted, 10, "one budget of 10 across both servers, not 10 each");
 }
 
-/// A `redis-server` of the test's own, keeping nothing on disk.
-struct PrivateRedis(Option<Child>);
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); install it (Debian: apt-get install redis-server)"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self(Some(child))
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+#[path = "../../../intake-ratelimit/tests/support/private_redis.rs"]
+mod private_redis;
+use private_redis::PrivateRedis;
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
     let text =
