@@ -33,7 +33,7 @@ run:
 
 ## Formatting, lints, then every test against a real PostgreSQL and a real Redis.
 test: fmt-check lint tools
-	$(TEST_TOOLS) scripts/db with scripts/redis with $(CARGO) test --workspace --no-fail-fast
+	$(TEST_TOOLS) scripts/db with scripts/redis with scripts/nats with $(CARGO) test --workspace --no-fail-fast
 
 ## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm.
 tools: $(PY_STAMP) $(JS_SDK)

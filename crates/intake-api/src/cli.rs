@@ -29,6 +29,8 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Publishes every stored event to NATS JetStream (see `[relay]` in config/base.toml).
+    Relay,
     /// Print the OpenAPI 3.1 document (needs no configuration or database).
     Openapi,
 }
@@ -92,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::Tokens(command) => tokens(&settings, command).await,
+        Command::Relay => crate::relay::run(&settings).await,
         Command::Openapi => Ok(()),
     }
 }

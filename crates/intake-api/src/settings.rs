@@ -24,6 +24,8 @@ pub struct Settings {
     pub group_commit: GroupCommitConfig,
     /// Event schemas.
     pub schemas: SchemaSettings,
+    /// `intake relay`.
+    pub relay: RelaySettings,
     /// Authentication.
     pub auth: AuthSettings,
     /// Logging.
@@ -148,6 +150,27 @@ impl LimitSettings {
             max_data_depth: self.max_data_depth,
         }
     }
+}
+
+/// `[relay]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelaySettings {
+    /// The NATS server.
+    pub nats_url: String,
+    /// Subjects are `<prefix>.<tenant>.<event_type>`.
+    pub subject_prefix: String,
+    /// The JetStream stream, capturing `<prefix>.>`.
+    pub stream: String,
+    /// The port of the relay's `/healthz` and `/metrics`.
+    pub metrics_port: u16,
+    /// The stream's duplicate window (created streams; an existing one must have at least this).
+    pub duplicate_window_secs: u64,
+    /// Events published per round trip of acknowledgements.
+    pub page_size: u16,
+    /// How long an idle relay waits before looking for new events.
+    pub poll_ms: u64,
+    /// How often a relay looks for tenants nobody relays (new ones, or a dead relay's).
+    pub claim_secs: u64,
 }
 
 /// `[schemas]`

@@ -16,6 +16,7 @@ mod outage;
 mod process;
 mod rate_limits;
 mod read;
+mod relay;
 mod schema_driven;
 mod schemas;
 mod security;

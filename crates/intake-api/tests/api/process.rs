@@ -59,13 +59,30 @@ impl ServeProcess {
         log_filter: Option<&str>,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::command(url, "serve", ("INTAKE__SERVER__PORT", port), log_filter, settings).await
+    }
+
+    /// `intake relay` with its metrics on `metrics_port`, once it answers `/healthz`.
+    pub async fn relay(url: &str, metrics_port: u16, settings: &[(&str, &str)]) -> Self {
+        let port = ("INTAKE__RELAY__METRICS_PORT", metrics_port);
+        Self::command(url, "relay", port, Some("info"), settings).await
+    }
+
+    /// `intake <subcommand>`, answering `/healthz` on the port the variable sets.
+    async fn command(
+        url: &str,
+        subcommand: &str,
+        (port_variable, port): (&str, u16),
+        log_filter: Option<&str>,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
         command.envs(settings.iter().copied());
         command
-            .arg("serve")
+            .arg(subcommand)
+            .env(port_variable, port.to_string())
             .env("DATABASE_URL", url)
             .env("INTAKE_CONFIG_DIR", config_dir())
-            .env("INTAKE__SERVER__PORT", port.to_string())
             .env_remove("INTAKE_ENV")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

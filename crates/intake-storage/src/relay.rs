@@ -1,0 +1,147 @@
+//! What `intake relay` keeps in PostgreSQL: which tenants have events, how far each tenant's
+//! feed was published into each stream, and which relay process owns which (stream, tenant).
+
+use anyhow::anyhow;
+use intake_domain::{FeedPosition, StoreError, TenantId};
+use sqlx::Connection;
+
+use crate::errors::classify;
+use crate::PgStore;
+
+/// Every tenant with events: a skip scan of `events_feed_idx`, one index probe per tenant.
+const TENANTS: &str = r#"
+WITH RECURSIVE t AS (
+    (SELECT tenant_id FROM events ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.tenant_id FROM events e WHERE e.tenant_id > t.tenant_id
+            ORDER BY e.tenant_id LIMIT 1)
+    FROM t WHERE t.tenant_id IS NOT NULL
+)
+SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL
+"#;
+
+const POSITION: &str = "
+SELECT tx_id::text, seq FROM relay_positions WHERE stream = $1 AND tenant_id = $2";
+
+/// Moves a position forward, never back (a relay that lost its claim may still finish a page).
+const SAVE_POSITION: &str = "
+INSERT INTO relay_positions (stream, tenant_id, tx_id, seq)
+VALUES ($1, $2, $3::text::xid8, $4)
+ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE
+SET tx_id = EXCLUDED.tx_id, seq = EXCLUDED.seq, updated_at = now()
+WHERE (relay_positions.tx_id, relay_positions.seq) < (EXCLUDED.tx_id, EXCLUDED.seq)";
+
+/// Events of a tenant after a position, counted up to a cap (the relay's lag).
+const LAG: &str = "
+SELECT count(*) FROM (
+    SELECT 1 FROM events
+    WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
+    LIMIT $4
+) AS behind";
+
+/// A session lock per (stream, tenant): held by one relay process while its connection lives.
+const CLAIM: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('intake.relay/' || $1 || '/' || $2, 0))";
+
+impl PgStore {
+    /// Every tenant that has events.
+    pub async fn relay_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(TENANTS)
+            .fetch_all(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        names
+            .iter()
+            .map(|n| TenantId::parse(n).map_err(|e| StoreError::Unknown(anyhow!("{e}"))))
+            .collect()
+    }
+
+    /// How far a tenant's feed was published into `stream` (the start when never).
+    pub async fn relay_position(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+    ) -> Result<FeedPosition, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(POSITION)
+            .bind(stream)
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        match row {
+            None => Ok(FeedPosition::START),
+            Some((tx, seq)) => Ok(FeedPosition {
+                tx: tx
+                    .parse()
+                    .map_err(|e| StoreError::Unknown(anyhow!("relay tx_id {tx}: {e}")))?,
+                seq,
+            }),
+        }
+    }
+
+    /// Records that everything up to `position` was acknowledged by `stream`.
+    pub async fn save_relay_position(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        position: FeedPosition,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SAVE_POSITION)
+            .bind(stream)
+            .bind(tenant.as_str())
+            .bind(position.tx.to_string())
+            .bind(position.seq)
+            .execute(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// The tenant's events after `position`, counted up to `cap`.
+    pub async fn relay_lag(
+        &self,
+        tenant: &TenantId,
+        position: FeedPosition,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(LAG)
+            .bind(tenant.as_str())
+            .bind(position.tx.to_string())
+            .bind(position.seq)
+            .bind(cap)
+            .fetch_one(&mut *self.acquire().await?)
+            .await
+            .map_err(classify)
+    }
+
+    /// A connection of its own to hold a relay's claims: they last as long as it does, and end
+    /// with it when the relay dies.
+    pub async fn relay_claims(&self) -> Result<RelayClaims, StoreError> {
+        let conn = self.acquire().await?.detach();
+        Ok(RelayClaims { conn })
+    }
+}
+
+/// The claims of one relay process, held on one connection.
+#[derive(Debug)]
+pub struct RelayClaims {
+    conn: sqlx::PgConnection,
+}
+
+impl RelayClaims {
+    /// Claims (stream, tenant) unless another relay holds it; `true` when this one holds it
+    /// now (claiming again what it holds is `true` too).
+    pub async fn claim(&mut self, stream: &str, tenant: &TenantId) -> Result<bool, StoreError> {
+        sqlx::query_scalar(CLAIM)
+            .bind(stream)
+            .bind(tenant.as_str())
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(classify)
+    }
+
+    /// Whether the connection, and so every claim, still holds.
+    pub async fn alive(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+}
