@@ -238,3 +238,116 @@ async fn kill_9_mid_stream_and_two_relays_still_publish_each_event_once(pool: Pg
     drop(restarted);
     stream.delete().await;
 }
+
+/// A `nats-server -js` of the test's own, with a store that outlives a restart.
+struct PrivateNats {
+    port: u16,
+    store: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    fn new() -> Self {
+        let store =
+            std::env::temp_dir().join(format!("intake-nats-{}", uuid::Uuid::new_v4().simple()));
+        let mut nats = Self { port: free_port(), store, child: None };
+        nats.start();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nats-server ({e}); install it (Debian: apt-get install nats-server)"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+async fn relay_metric(relay: &ServeProcess, line_start: &str) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn nats_stopped_and_restarted_loses_nothing_and_shows_the_lag(pool: PgPool) {
+    let mut nats = PrivateNats::new();
+    let url = database_url(&pool).await;
+    let server = ServeProcess::start(&url, None).await;
+    let client = reqwest::Client::new();
+    let stream = Stream::new();
+    let mut settings = stream.settings();
+    settings[0].1 = nats.url();
+    let relay = ServeProcess::relay(&url, free_port(), &env(&settings)).await;
+    for n in 0..10 {
+        post(&client, &server.base, DEV_TOKEN, &format!("before-{n}"), n).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay_metric(&relay, "intake_relay_published_events_total{tenant=\"dev\"}").await < 10 {
+        assert!(Instant::now() < deadline, "the first events were not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    nats.stop();
+    for n in 10..40 {
+        post(&client, &server.base, DEV_TOKEN, &format!("during-{n}"), n).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lag = loop {
+        let lag = relay_metric(&relay, "intake_relay_lag_events{tenant=\"dev\"}").await;
+        if lag >= 30 {
+            break lag;
+        }
+        assert!(Instant::now() < deadline, "the lag never showed: {lag}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(relay_metric(&relay, "intake_relay_publish_errors_total").await >= 1);
+
+    nats.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relay_metric(&relay, "intake_relay_lag_events{tenant=\"dev\"}").await > 0
+        || relay_metric(&relay, "intake_relay_published_events_total{tenant=\"dev\"}").await < 40
+    {
+        assert!(Instant::now() < deadline, "the relay did not catch up after NATS came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let mut js_stream = jetstream::new(client).get_stream(&stream.name).await.expect("stream");
+    let held = js_stream.info().await.expect("info").state.messages;
+    println!("nats outage: lag {lag} while down; {held} messages after it came back");
+    assert_eq!(held, 40, "nothing lost, nothing doubled");
+    drop(relay);
+}
