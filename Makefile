@@ -106,4 +106,4 @@ bench:
 	    apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "make bench needs pgbench (Debian: apt-get install postgresql)" >&2; exit 1; fi; }
 	@pgbench=$$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1); \
-	PGBENCH=$$pgbench scripts/db with scripts/redis with $(CARGO) bench --bench ingest
+	PGBENCH=$$pgbench scripts/db with scripts/redis with scripts/nats with $(CARGO) bench --bench ingest

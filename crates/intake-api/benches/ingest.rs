@@ -16,7 +16,9 @@
 //!    patterns, a nested object), against the same events before the schema was registered;
 //! 9. single events with rate limits off, then at the default limits with the memory backend,
 //!    then with the Redis backend (the Redis of `INTAKE_TEST_REDIS_URL`, which `make bench`
-//!    finds or starts like `make test` does).
+//!    finds or starts like `make test` does);
+//! 10. `intake relay` publishing the stored events to NATS JetStream (`INTAKE_TEST_NATS_URL`),
+//!     against the single-event ingest rate.
 //!
 //! `BENCH_SECS` (default 10) sets each phase's length and `BENCH_STORED` (default 5000000) the
 //! stored events of phase 7.
@@ -220,14 +222,29 @@ struct Server {
 
 impl Server {
     async fn start(url: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::command(url, "serve", "INTAKE__SERVER__PORT", "/readyz", extra_env).await
+    }
+
+    /// `intake relay`, once its `/healthz` answers.
+    async fn relay(url: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::command(url, "relay", "INTAKE__RELAY__METRICS_PORT", "/healthz", extra_env).await
+    }
+
+    async fn command(
+        url: &str,
+        subcommand: &str,
+        port_variable: &str,
+        ready_path: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
         let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
         command
-            .arg("serve")
+            .arg(subcommand)
             .env("DATABASE_URL", url)
             .env("INTAKE_CONFIG_DIR", config)
-            .env("INTAKE__SERVER__PORT", port.to_string())
+            .env(port_variable, port.to_string())
             .env_remove("INTAKE_ENV")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -235,17 +252,17 @@ impl Server {
         for (name, value) in extra_env {
             command.env(name, value);
         }
-        let child = command.spawn().context("starting intake serve")?;
+        let child = command.spawn().with_context(|| format!("starting intake {subcommand}"))?;
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = client.get(format!("{base}/readyz")).send().await;
+            let ready = client.get(format!("{base}{ready_path}")).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("intake serve never became ready");
+                bail!("intake {subcommand} never became ready");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -268,6 +285,42 @@ impl Server {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
+}
+
+/// The relay's acknowledged-publish rate: `intake relay` on the events the earlier phases
+/// stored (a backlog of hundreds of thousands), into a stream of its own on the NATS of
+/// `INTAKE_TEST_NATS_URL`, counted from its metrics over `secs` seconds after a warm-up.
+async fn relay_phase(url: &str, secs: u64) -> anyhow::Result<f64> {
+    let nats = std::env::var("INTAKE_TEST_NATS_URL")
+        .context("INTAKE_TEST_NATS_URL (make bench sets it through scripts/nats)")?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (stream, prefix) = (format!("INTAKE_BENCH_{id}"), format!("b{id}"));
+    let relay = Server::relay(
+        url,
+        &[
+            ("INTAKE__RELAY__NATS_URL", nats.as_str()),
+            ("INTAKE__RELAY__STREAM", stream.as_str()),
+            ("INTAKE__RELAY__SUBJECT_PREFIX", prefix.as_str()),
+        ],
+    )
+    .await?;
+    let published = || async {
+        let text = reqwest::get(format!("{}/metrics", relay.base)).await?.text().await?;
+        Ok::<f64, anyhow::Error>(
+            text.lines()
+                .filter(|l| l.starts_with("intake_relay_published_events_total{"))
+                .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+                .sum(),
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (started, before) = (Instant::now(), published().await?);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let rate = (published().await? - before) / started.elapsed().as_secs_f64();
+    relay.stop();
+    let client = async_nats::connect(nats.as_str()).await?;
+    let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
+    Ok(rate)
 }
 
 /// Stores `REPLAY_KEYS` events through batches, for the dedupe phase to replay.
@@ -434,6 +487,9 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
     let [limits_off, limits_memory, limits_redis] =
         <[Load; 3]>::try_from(by_backend).map_err(|_| anyhow::anyhow!("three phases"))?;
 
+    eprintln!("bench: intake relay into NATS JetStream…");
+    let relay_rate = relay_phase(url, secs).await?;
+
     eprintln!("bench: storing {stored} events, then single events again…");
     fill(url, stored).await?;
     let server = Server::start(url, &[]).await?;
@@ -550,6 +606,13 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
             format!("{} of E", ratio(limits_redis.events_per_sec, limits_off.events_per_sec)),
             latency(&limits_redis),
             limits_redis.non_2xx.to_string(),
+        ],
+        [
+            "intake relay, stored events published to JetStream (acknowledged)".into(),
+            format!("{relay_rate:.0} events/s"),
+            format!("{} of single", ratio(relay_rate, single.events_per_sec)),
+            String::new(),
+            String::new(),
         ],
         [
             "intake server peak RSS (all intake phases)".into(),
