@@ -98,14 +98,28 @@ async fn a_tenant_can_never_read_or_dedupe_against_another(pool: PgPool) {
     let never_detail = never["detail"].as_str().expect("detail").replace(unknown, id);
     assert_eq!(theirs["detail"], never_detail, "the answers must not tell the two apart");
 
-    // The feed holds only the caller's own.
-    let (_, feed) = send(&app, &globex, "GET", "/v1/events?limit=1000", None).await;
+    // The feed holds only the caller's own. (It hands out an event once every older
+    // transaction on the database server has ended, so other tests' can delay it a moment.)
+    let feed = feed_of(&app, &globex, 2).await;
     let ids: Vec<&Value> =
         feed["data"].as_array().expect("data").iter().map(|e| &e["event_id"]).collect();
     assert_eq!(ids.len(), 2, "{feed}");
     assert!(!ids.contains(&&a["event_id"]));
-    let (_, feed) = send(&app, &acme, "GET", "/v1/events?limit=1000", None).await;
+    let feed = feed_of(&app, &acme, 1).await;
     assert_eq!(feed["data"].as_array().expect("data").len(), 1, "{feed}");
+}
+
+/// The first page of the token's feed once it holds `expected` events (or after 10 s).
+async fn feed_of(app: &TestApp, token: &str, expected: usize) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, feed) = send(app, token, "GET", "/v1/events?limit=1000", None).await;
+        let held = feed["data"].as_array().map_or(0, Vec::len);
+        if held >= expected || std::time::Instant::now() > deadline {
+            return feed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
