@@ -93,6 +93,13 @@ fn reason(status: u16) -> &'static str {
 /// The status and `date` line of a head the dispatcher wrote on its own, if `bytes` starts
 /// with one: a 400, 408 or 431 with `content-length: 0` and no `content-type`.
 fn bare_answer(bytes: &[u8]) -> Option<(u16, Option<&str>)> {
+    // Every response passes here: decide from the status line before looking further, so a
+    // large response costs nothing more.
+    let status_line = bytes.get(..12)?;
+    let version_ok = status_line.starts_with(b"HTTP/1.1 ") || status_line.starts_with(b"HTTP/1.0 ");
+    if !version_ok || !matches!(&status_line[9..12], b"400" | b"408" | b"431") {
+        return None;
+    }
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&bytes[..end]).ok()?;
     let mut lines = head.split("\r\n");
