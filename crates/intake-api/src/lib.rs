@@ -9,6 +9,7 @@ pub mod body;
 pub mod cli;
 pub mod connection;
 pub mod cursor;
+pub mod debugger;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

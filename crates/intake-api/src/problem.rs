@@ -282,6 +282,16 @@ impl ProblemKind {
 }
 
 impl ApiError {
+    /// The errors a problem lists, if it lists any.
+    pub fn field_errors(&self) -> Option<&[FieldProblem]> {
+        match self {
+            Self::Validation(errors)
+            | Self::InvalidQuery(errors)
+            | Self::SchemaViolation { errors, .. } => Some(errors),
+            _ => None,
+        }
+    }
+
     /// The kind of problem this is.
     pub fn kind(&self) -> ProblemKind {
         match self {

@@ -12,13 +12,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
-use intake_domain::{EventStore, HealthCheck, RateLimiter, SchemaStore, TokenStore};
+use intake_domain::{EventStore, HealthCheck, RateLimiter, SchemaStore, TenantId, TokenStore};
 use intake_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
 use intake_storage::{GroupCommit, GroupCommitSettings, PgStore, SchemaChange};
 use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
 use crate::connection::Explainer;
+use crate::debugger::{DebugHub, Outbound, WATCH_LIFETIME};
 use crate::metrics::{Metrics, RateLimitStats, StorageGauge, StorageStats};
 use crate::rate_limit::{self, RateLimits};
 use crate::request_context;
@@ -40,6 +41,9 @@ pub struct Backend {
     /// Other servers' schema changes, as they happen (PostgreSQL notifications), when the
     /// backend can follow them.
     pub schema_changes: Option<Box<dyn FnOnce() -> mpsc::Receiver<SchemaChange> + Send>>,
+    /// The database the live debugger shares entries through with other servers, when the
+    /// backend is a server's own (not a test's).
+    pub notifications: Option<PgStore>,
     /// Storage's state, for metrics.
     pub gauge: StorageGauge,
     /// Releases the stores once the server has stopped.
@@ -69,6 +73,7 @@ impl Backend {
             health: shared.clone(),
             schemas: shared,
             schema_changes: None,
+            notifications: None,
             gauge: Arc::new(move || StorageStats {
                 pool: gauge_store.pool_stats(),
                 group_commit: gauge_group.as_ref().map(|g| g.stats()).unwrap_or_default(),
@@ -99,6 +104,7 @@ impl Backend {
             health,
             schemas,
             schema_changes: None,
+            notifications: None,
             gauge: Arc::new(StorageStats::default),
             close: Box::new(|| Box::pin(async {})),
         }
@@ -120,6 +126,7 @@ impl Backend {
             .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
         let listening = store.clone();
         let mut backend = Self::postgres(store, group_commit);
+        backend.notifications = Some(listening.clone());
         backend.schema_changes = Some(Box::new(move || listening.schema_changes()));
         Ok(backend)
     }
@@ -136,6 +143,7 @@ pub struct AppData {
     auth: web::Data<Authenticator>,
     metrics: web::Data<Metrics>,
     limits: web::Data<RateLimits>,
+    debugger: web::Data<DebugHub>,
     openapi: web::Data<OpenApiJson>,
 }
 
@@ -187,6 +195,7 @@ impl AppData {
                 metrics.clone(),
             )),
             metrics: web::Data::new(metrics),
+            debugger: web::Data::new(DebugHub::new(None)),
             openapi: web::Data::new(OpenApiJson(crate::openapi::document_json())),
         })
     }
@@ -209,10 +218,101 @@ pub fn app(
         .app_data(data.auth)
         .app_data(data.metrics)
         .app_data(data.limits)
+        .app_data(data.debugger)
         .app_data(data.openapi)
         .wrap(from_fn(rate_limit::middleware))
         .wrap(from_fn(request_context::middleware))
         .configure(routes::configure)
+}
+
+/// The channel the live debugger's entries and watches travel on between servers.
+const DEBUGGER_CHANNEL: &str = "intake_debugger";
+
+/// The live debugger's hub; with a database, shared with every other server on it: entries and
+/// watches go out in batches of notifications, and come in through a listener.
+fn share_debugger(notifications: Option<PgStore>) -> web::Data<DebugHub> {
+    let server = format!("{:016x}", fastrand_id());
+    let (sender, mut outbound) = mpsc::channel::<Outbound>(10_000);
+    let hub = web::Data::new(DebugHub::new(notifications.as_ref().map(|_| sender)));
+    // Subscribers here keep their tenants watched, here and on the other servers.
+    let announcing = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_LIFETIME / 3);
+        loop {
+            tick.tick().await;
+            for tenant in announcing.local_tenants() {
+                announcing.mark_watched(&tenant);
+                announcing.announce(Outbound::Watch(tenant));
+            }
+        }
+    });
+    if let Some(store) = notifications {
+        let sending = store.clone();
+        let me = server.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while outbound.recv_many(&mut batch, 500).await > 0 {
+                let payloads: Vec<String> =
+                    batch.drain(..).filter_map(|message| payload(&me, message)).collect();
+                if let Err(error) = sending.notify_many(DEBUGGER_CHANNEL, &payloads).await {
+                    tracing::debug!(%error, "debugger entries not shared");
+                }
+            }
+        });
+        let mut incoming = store.listen(DEBUGGER_CHANNEL);
+        let hub_in = hub.clone();
+        tokio::spawn(async move {
+            while let Some(message) = incoming.recv().await {
+                let mut parts = message.splitn(4, ' ');
+                let (Some(from), Some(kind), Some(tenant)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                let Ok(tenant) = TenantId::parse(tenant) else { continue };
+                if from == server {
+                    continue;
+                }
+                match (kind, parts.next()) {
+                    ("watch", _) => hub_in.mark_watched(&tenant),
+                    ("accepted", Some(json)) => {
+                        hub_in.deliver(&tenant, "accepted", json.to_owned())
+                    }
+                    ("rejected", Some(json)) => {
+                        hub_in.deliver(&tenant, "rejected", json.to_owned())
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    hub
+}
+
+/// A process's id among the servers sharing a database.
+fn fastrand_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// What travels on the channel: `<server> <kind> <tenant> [<json>]`, an entry's data left out
+/// when it would not fit a notification.
+fn payload(server: &str, message: Outbound) -> Option<String> {
+    match message {
+        Outbound::Watch(tenant) => Some(format!("{server} watch {tenant}")),
+        Outbound::Entry { tenant, kind, json } => {
+            let text = format!("{server} {kind} {tenant} {json}");
+            if text.len() <= intake_storage::MAX_PAYLOAD {
+                return Some(text);
+            }
+            let mut entry: serde_json::Value = serde_json::from_str(&json).ok()?;
+            entry["data"] = serde_json::Value::Null;
+            entry["data_omitted"] = true.into();
+            let text = format!("{server} {kind} {tenant} {entry}");
+            (text.len() <= intake_storage::MAX_PAYLOAD).then_some(text)
+        }
+    }
 }
 
 /// Keeps the schema cache equal to the database: each change notification refreshes its type,
@@ -324,7 +424,8 @@ impl Application {
     /// that `#[sqlx::test]` gives them).
     pub fn build_with(settings: &Settings, mut backend: Backend) -> anyhow::Result<Self> {
         settings.check_for_serving()?;
-        let data = AppData::new(settings, &backend)?;
+        let mut data = AppData::new(settings, &backend)?;
+        data.debugger = share_debugger(backend.notifications.take());
         follow_schema_changes(
             data.state.clone(),
             backend.schema_changes.take().map(|listen| listen()),

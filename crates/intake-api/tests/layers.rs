@@ -16,6 +16,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("body", 1),
     ("connection", 1),
     ("rate_limit", 1),
+    ("debugger", 0),
+    ("routes::debugger", 3),
     ("schemas", 1),
     ("routes::schemas", 3),
     ("state", 2),

@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod group_commit;
 mod health;
+mod notify;
 mod relay;
 mod schemas;
 mod tokens;
@@ -24,6 +25,7 @@ use sqlx::PgPool;
 
 pub use events::IngestItem;
 pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
+pub use notify::MAX_PAYLOAD;
 pub use relay::RelayClaims;
 pub use schemas::{SchemaChange, SCHEMA_CHANNEL};
 pub use sqlx::migrate::MigrateError;

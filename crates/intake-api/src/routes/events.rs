@@ -15,8 +15,9 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, EventsRead, EventsWrite};
 use crate::body;
 use crate::cursor;
+use crate::debugger::{self, DebugHub};
 use crate::metrics::{Metrics, Outcome};
-use crate::problem::{field_problems, ApiError, FieldProblem, RequestCode};
+use crate::problem::{field_problems, ApiError, FieldProblem, ProblemKind, RequestCode};
 use crate::state::AppState;
 use crate::wire::{
     binary_attributes, event_format, format_timestamp, key_beside_body, wants_cloudevent,
@@ -213,38 +214,85 @@ pub(crate) async fn ingest(
     payload: web::Payload,
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
+    debugger: web::Data<DebugHub>,
 ) -> Result<HttpResponse, ApiError> {
-    // The budget first: a limited request reads no body and stores nothing.
-    caller.spend(&req, 1).await?;
     let stored = async {
+        // The budget first: a limited request reads no body and stores nothing.
+        caller.spend(&req, 1).await?;
         let now = Utc::now();
         let event = read_event(&req, payload, &state, now).await?;
         let event = match check_schema(&state, caller.tenant(), event).await? {
             Checked::Passed(event) => event,
             Checked::Violates { event, version, errors } => {
                 return match replay_of(&state, caller.tenant(), &event).await? {
-                    Some(ingested) => Ok(ingested),
+                    Some(ingested) => Ok((event, ingested)),
                     None => Err(ApiError::SchemaViolation { version, errors }),
                 };
             }
         };
         let ingested = state.events.ingest(caller.tenant(), &event, EventId::generate(now)).await?;
-        Ok::<_, ApiError>(ingested)
+        Ok::<_, ApiError>((event, ingested))
     }
     .await;
     match &stored {
-        Ok(i) if i.deduplicated => metrics.count_events(Outcome::Deduplicated, 1),
+        Ok((_, i)) if i.deduplicated => metrics.count_events(Outcome::Deduplicated, 1),
         Ok(_) => metrics.count_events(Outcome::Accepted, 1),
         // The event was not judged: the database failed, not the request.
         Err(ApiError::Unavailable(_) | ApiError::Overloaded | ApiError::Internal(_)) => {}
+        Err(ApiError::RateLimited { .. }) => {}
         Err(_) => metrics.count_events(Outcome::Rejected, 1),
     }
-    let ingested = stored?;
+    if debugger.watched(caller.tenant()) {
+        match &stored {
+            Ok((event, ingested)) => report_accepted(&debugger, caller.tenant(), event, ingested),
+            Err(error) => {
+                report_rejected(&debugger, caller.tenant(), error.kind(), error.field_errors())
+            }
+        }
+    }
+    let (_, ingested) = stored?;
     let mut response = HttpResponse::Ok();
     if ingested.deduplicated {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(Accepted::from(&ingested)))
+}
+
+/// Tells the live debugger an event was accepted (or replayed).
+fn report_accepted(debugger: &DebugHub, tenant: &TenantId, event: &NewEvent, ingested: &Ingested) {
+    let entry = debugger::Accepted {
+        event_id: ingested.event_id.to_string(),
+        event_type: event.event_type().as_str(),
+        occurred_at: format_timestamp(event.occurred_at().as_utc()),
+        received_at: format_timestamp(ingested.received_at),
+        idempotency_key: event.idempotency_key().as_str(),
+        deduplicated: ingested.deduplicated,
+        data: event.data().as_value(),
+    };
+    if let Ok(json) = serde_json::to_string(&entry) {
+        debugger.publish(tenant, "accepted", json);
+    }
+}
+
+/// Tells the live debugger a request (or a batch item) was refused: what its problem said.
+fn report_rejected(
+    debugger: &DebugHub,
+    tenant: &TenantId,
+    kind: ProblemKind,
+    errors: Option<&[FieldProblem]>,
+) {
+    let request_id = crate::request_context::current_request_id();
+    let entry = debugger::Rejected {
+        status: kind.status,
+        problem_type: kind.type_uri(),
+        errors: errors
+            .map_or(Value::Array(Vec::new()), |e| serde_json::to_value(e).unwrap_or_default()),
+        request_id: &request_id,
+        at: format_timestamp(chrono::SubsecRound::trunc_subsecs(Utc::now(), 6)),
+    };
+    if let Ok(json) = serde_json::to_string(&entry) {
+        debugger.publish(tenant, "rejected", json);
+    }
 }
 
 /// The event a single-event request carries: intake's JSON, or a CloudEvent in structured or
@@ -433,6 +481,7 @@ pub(crate) async fn ingest_batch(
     payload: web::Payload,
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
+    debugger: web::Data<DebugHub>,
 ) -> Result<HttpResponse, ApiError> {
     // A batch costs its number of items, known once the body is read; a body that is not a
     // batch spends nothing (its answer still shows the budget).
@@ -511,7 +560,13 @@ pub(crate) async fn ingest_batch(
             valid.len()
         )));
     }
-    for (position, outcome) in positions.into_iter().zip(outcomes) {
+    let watched = debugger.watched(caller.tenant());
+    for ((position, outcome), (event, _)) in positions.into_iter().zip(outcomes).zip(&valid) {
+        if watched {
+            if let BatchOutcome::Stored(ingested) = &outcome {
+                report_accepted(&debugger, caller.tenant(), event, ingested);
+            }
+        }
         results[position] = Some(match outcome {
             BatchOutcome::Stored(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
             BatchOutcome::KeyReused { original } => ItemResult::Rejected {
@@ -531,6 +586,20 @@ pub(crate) async fn ingest_batch(
     }
 
     let results: Vec<ItemResult> = results.into_iter().flatten().collect();
+    if watched {
+        for result in &results {
+            if let ItemResult::Rejected { errors, event_id, .. } = result {
+                let kind = if event_id.is_some() {
+                    ProblemKind::IDEMPOTENCY_KEY_REUSED
+                } else if errors.iter().any(|e| e.code == RequestCode::SchemaViolation.as_str()) {
+                    ProblemKind::SCHEMA_VIOLATION
+                } else {
+                    ProblemKind::VALIDATION_FAILED
+                };
+                report_rejected(&debugger, caller.tenant(), kind, Some(errors));
+            }
+        }
+    }
     let count = |f: fn(&ItemResult) -> bool| results.iter().filter(|r| f(r)).count();
     let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
     let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));

@@ -4,6 +4,7 @@
 //! paths (with their security and problem responses) all read the table, so a new endpoint is
 //! one handler and one row here.
 
+pub(crate) mod debugger;
 pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod schemas;
@@ -128,6 +129,7 @@ const BODY: &[ProblemKind] = &[
 /// Every endpoint. Order matters where patterns overlap: `/v1/events/batch` comes before
 /// `/v1/events/{event_id}`.
 pub fn table() -> Vec<Endpoint> {
+    use debugger::*;
     use events::*;
     use ops::*;
     use schemas::*;
@@ -189,6 +191,12 @@ pub fn table() -> Vec<Endpoint> {
             Access::scope::<SchemasRead>(),
             &[&[K::NOT_FOUND], unavailable],
         ),
+        endpoint::<__path_debugger_stream, _, _>(
+            debugger_stream,
+            Access::scope::<EventsRead>(),
+            &[unavailable],
+        ),
+        endpoint::<__path_debugger_page, _, _>(debugger_page, Access::Public, &[]),
         endpoint::<__path_healthz, _, _>(healthz, Access::Public, &[]),
         endpoint::<__path_readyz, _, _>(
             readyz,

@@ -5,6 +5,7 @@ mod batch;
 mod binary;
 mod cloudevents;
 mod crash;
+mod debugger;
 mod errors;
 mod helpers;
 mod ingest;

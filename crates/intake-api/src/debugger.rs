@@ -1,0 +1,151 @@
+//! The live debugger's feed (contract §13): what each ingest request of a tenant ended as,
+//! accepted or rejected, for the tenants somebody watches, from this server and (through
+//! PostgreSQL `LISTEN/NOTIFY`, see `startup`) from every other server on the database.
+//!
+//! Nothing is built for a tenant nobody watches: a watching server announces its tenants every
+//! few seconds, and entries are made only for tenants announced in the last
+//! [`WATCH_LIFETIME`]. Subscribers read from a bounded broadcast buffer: one that falls behind
+//! misses entries (and is told how many), it never slows ingest down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use intake_domain::TenantId;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+
+/// Entries a subscriber may fall behind by before it misses some.
+const BUFFER: usize = 1024;
+/// How long an announced watch lasts; watching servers announce every third of it.
+pub const WATCH_LIFETIME: Duration = Duration::from_secs(15);
+
+/// One request's outcome, as the stream sends it: `(event name, JSON)`.
+pub type Entry = Arc<(&'static str, String)>;
+
+/// An accepted (or replayed) event.
+#[derive(Debug, Serialize)]
+pub struct Accepted<'a> {
+    /// The stored event's id.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: &'a str,
+    /// When it happened.
+    pub occurred_at: String,
+    /// When it was first received.
+    pub received_at: String,
+    /// The client's key.
+    pub idempotency_key: &'a str,
+    /// Whether it was already stored.
+    pub deduplicated: bool,
+    /// Its data.
+    pub data: &'a Value,
+}
+
+/// A refused request: what its problem said, never its body.
+#[derive(Debug, Serialize)]
+pub struct Rejected<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// The problem type.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Every error the problem listed (field, code, message).
+    pub errors: Value,
+    /// The request's id.
+    pub request_id: &'a str,
+    /// When it was refused.
+    pub at: String,
+}
+
+/// What a server sends other servers: an entry, or that it watches a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// An entry for a tenant.
+    Entry {
+        /// The tenant.
+        tenant: TenantId,
+        /// `accepted` or `rejected`.
+        kind: &'static str,
+        /// The entry's JSON.
+        json: String,
+    },
+    /// This server has subscribers for the tenant.
+    Watch(TenantId),
+}
+
+/// The tenants watched here or elsewhere, and this server's subscribers.
+#[derive(Debug)]
+pub struct DebugHub {
+    channels: Mutex<HashMap<TenantId, broadcast::Sender<Entry>>>,
+    watched: Mutex<HashMap<TenantId, Instant>>,
+    outbound: Option<mpsc::Sender<Outbound>>,
+}
+
+impl DebugHub {
+    /// A hub; `outbound` carries what other servers should hear (none: this server alone).
+    pub fn new(outbound: Option<mpsc::Sender<Outbound>>) -> Self {
+        Self { channels: Mutex::new(HashMap::new()), watched: Mutex::new(HashMap::new()), outbound }
+    }
+
+    /// Whether anybody, here or on another server, watches the tenant: only then is an entry
+    /// worth building.
+    pub fn watched(&self, tenant: &TenantId) -> bool {
+        self.watched
+            .lock()
+            .ok()
+            .and_then(|w| w.get(tenant).map(|at| at.elapsed() < WATCH_LIFETIME))
+            .unwrap_or(false)
+    }
+
+    /// Notes that somebody watches the tenant (a local subscriber, or another server's word).
+    pub fn mark_watched(&self, tenant: &TenantId) {
+        if let Ok(mut watched) = self.watched.lock() {
+            watched.insert(tenant.clone(), Instant::now());
+        }
+    }
+
+    /// A subscription to the tenant's entries.
+    pub fn subscribe(&self, tenant: &TenantId) -> broadcast::Receiver<Entry> {
+        self.mark_watched(tenant);
+        self.announce(Outbound::Watch(tenant.clone()));
+        let mut channels = match self.channels.lock() {
+            Ok(channels) => channels,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        channels.entry(tenant.clone()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe()
+    }
+
+    /// The tenants with subscribers here (announced again periodically by `startup`).
+    pub fn local_tenants(&self) -> Vec<TenantId> {
+        self.channels
+            .lock()
+            .map(|c| {
+                c.iter().filter(|(_, s)| s.receiver_count() > 0).map(|(t, _)| t.clone()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Announces this server's watched tenants to the others.
+    pub fn announce(&self, message: Outbound) {
+        if let Some(outbound) = &self.outbound {
+            // A full queue drops the message: the debugger may miss an entry, ingest never waits.
+            let _ = outbound.try_send(message);
+        }
+    }
+
+    /// An entry of this server: to its subscribers and to the other servers.
+    pub fn publish(&self, tenant: &TenantId, kind: &'static str, json: String) {
+        self.deliver(tenant, kind, json.clone());
+        self.announce(Outbound::Entry { tenant: tenant.clone(), kind, json });
+    }
+
+    /// An entry to this server's subscribers only (another server's, say).
+    pub fn deliver(&self, tenant: &TenantId, kind: &'static str, json: String) {
+        let sender = self.channels.lock().ok().and_then(|c| c.get(tenant).cloned());
+        if let Some(sender) = sender {
+            let _ = sender.send(Arc::new((kind, json)));
+        }
+    }
+}

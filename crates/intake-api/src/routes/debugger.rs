@@ -1,0 +1,79 @@
+//! The live debugger (contract §13): a Server-Sent Events stream of the caller's tenant's
+//! accepted and rejected requests, and the page that shows it.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{web, HttpResponse};
+use futures_util::stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::{Caller, EventsRead};
+use crate::debugger::DebugHub;
+use crate::problem::ApiError;
+
+/// A comment this often keeps idle streams (and the proxies between) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The page, embedded in the binary.
+const PAGE: &str = include_str!("../../assets/debugger.html");
+
+/// `GET /v1/debugger/stream`: `event: accepted` and `event: rejected` entries of the caller's
+/// tenant as they happen, on this server and every other; `event: gap` when the reader fell
+/// behind and missed some; a comment every 15 s when idle.
+#[utoipa::path(
+    get,
+    path = "/v1/debugger/stream",
+    tag = "debugger",
+    summary = "Follow the tenant's accepted and rejected requests live (Server-Sent Events)",
+    responses((status = 200, description = "A text/event-stream that stays open", content_type = "text/event-stream", body = String)),
+)]
+pub(crate) async fn debugger_stream(
+    caller: Caller<EventsRead>,
+    hub: web::Data<DebugHub>,
+) -> Result<HttpResponse, ApiError> {
+    let receiver = hub.subscribe(caller.tenant());
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    keep_alive.reset();
+    let opening =
+        stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")) });
+    let entries = stream::unfold(
+        (receiver, keep_alive),
+        |(mut receiver, mut keep_alive)| async move {
+            let chunk = tokio::select! {
+                entry = receiver.recv() => match entry {
+                    Ok(entry) => format!("event: {}\ndata: {}\n\n", entry.0, entry.1),
+                    Err(RecvError::Lagged(missed)) => format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = keep_alive.tick() => ": keep-alive\n\n".to_owned(),
+            };
+            Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (receiver, keep_alive)))
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures_util::StreamExt::chain(opening, entries)))
+}
+
+/// `GET /debugger`: the page. It holds no data: it asks for a token and reads the stream with
+/// it, sending the token in the Authorization header only.
+#[utoipa::path(
+    get,
+    path = "/debugger",
+    tag = "debugger",
+    summary = "The live debugger page",
+    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)),
+)]
+pub(crate) async fn debugger_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        ))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .body(PAGE)
+}
