@@ -7,13 +7,13 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools compose-check schemathesis fuzz
+.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
 
 # What the tests use beyond cargo: a real OpenAPI validator, schemathesis and the official
 # Python CloudEvents SDK in a virtualenv of their own; the official JavaScript CloudEvents SDK
 # in a node_modules of its own. The stamp names the list, so a changed list installs again.
-PY_TOOLS := openapi-spec-validator pyyaml schemathesis cloudevents==1.13.0
-PY_STAMP := $(CURDIR)/.tmp/venv/.tools-2
+PY_TOOLS := openapi-spec-validator pyyaml schemathesis cloudevents==1.13.0 selenium==4.51.0
+PY_STAMP := $(CURDIR)/.tmp/venv/.tools-3
 JS_SDK := $(CURDIR)/.tmp/node/node_modules/cloudevents/package.json
 VALIDATOR := $(CURDIR)/.tmp/venv/bin/openapi-spec-validator
 SCHEMATHESIS := $(CURDIR)/.tmp/venv/bin/schemathesis
@@ -35,8 +35,15 @@ run:
 test: fmt-check lint tools
 	$(TEST_TOOLS) scripts/db with scripts/redis with scripts/nats with $(CARGO) test --workspace --no-fail-fast
 
-## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm.
-tools: $(PY_STAMP) $(JS_SDK)
+## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm, and
+## Debian's chromium and chromium-driver for the debugger page's browser test.
+tools: $(PY_STAMP) $(JS_SDK) browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make tools: installing chromium and chromium-driver (Debian packages)" >&2; \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "make tools needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)" >&2; exit 1; fi; }
 $(PY_STAMP):
 	@python3 -m venv --help >/dev/null 2>&1 || { echo "make tools needs python3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	python3 -m venv $(CURDIR)/.tmp/venv

@@ -81,12 +81,29 @@ pub struct DebugHub {
     channels: Mutex<HashMap<TenantId, broadcast::Sender<Entry>>>,
     watched: Mutex<HashMap<TenantId, Instant>>,
     outbound: Option<mpsc::Sender<Outbound>>,
+    /// Set when the server stops: streams end, so that they do not hold the shutdown.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl DebugHub {
     /// A hub; `outbound` carries what other servers should hear (none: this server alone).
     pub fn new(outbound: Option<mpsc::Sender<Outbound>>) -> Self {
-        Self { channels: Mutex::new(HashMap::new()), watched: Mutex::new(HashMap::new()), outbound }
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
+            outbound,
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Ends every stream (the server is stopping).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the server is stopping.
+    pub fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Whether anybody, here or on another server, watches the tenant: only then is an entry

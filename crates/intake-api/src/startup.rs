@@ -426,6 +426,21 @@ impl Application {
         settings.check_for_serving()?;
         let mut data = AppData::new(settings, &backend)?;
         data.debugger = share_debugger(backend.notifications.take());
+        // Debugger streams end when the server is asked to stop, so that they do not hold the
+        // graceful shutdown for its whole grace period.
+        let closing = data.debugger.clone();
+        tokio::spawn(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            closing.close();
+        });
         follow_schema_changes(
             data.state.clone(),
             backend.schema_changes.take().map(|listen| listen()),

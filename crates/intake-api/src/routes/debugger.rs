@@ -33,14 +33,19 @@ pub(crate) async fn debugger_stream(
     hub: web::Data<DebugHub>,
 ) -> Result<HttpResponse, ApiError> {
     let receiver = hub.subscribe(caller.tenant());
+    let closed = hub.closed();
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
     let opening =
         stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")) });
     let entries = stream::unfold(
-        (receiver, keep_alive),
-        |(mut receiver, mut keep_alive)| async move {
+        (receiver, keep_alive, closed),
+        |(mut receiver, mut keep_alive, mut closed)| async move {
+            if *closed.borrow() {
+                return None;
+            }
             let chunk = tokio::select! {
+                _ = closed.changed() => return None,
                 entry = receiver.recv() => match entry {
                     Ok(entry) => format!("event: {}\ndata: {}\n\n", entry.0, entry.1),
                     Err(RecvError::Lagged(missed)) => format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"),
@@ -48,7 +53,7 @@ pub(crate) async fn debugger_stream(
                 },
                 _ = keep_alive.tick() => ": keep-alive\n\n".to_owned(),
             };
-            Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (receiver, keep_alive)))
+            Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (receiver, keep_alive, closed)))
         },
     );
     Ok(HttpResponse::Ok()

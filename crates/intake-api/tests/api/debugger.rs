@@ -196,3 +196,22 @@ async fn another_servers_requests_show_too(pool: PgPool) {
     stream.until("event: rejected", Duration::from_secs(5)).await;
     assert!(stream.text.contains("event: accepted"), "{}", stream.text);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn sigterm_ends_open_streams_rather_than_waiting_out_the_grace_period(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let settings = [("INTAKE__SERVER__SHUTDOWN_GRACE_SECS", "120")];
+    let server = ServeProcess::start_with(&url, crate::helpers::free_port(), None, &settings).await;
+    let mut stream = Stream::open(&server.base, DEV_TOKEN).await;
+    server.sigterm();
+    // The stream ends within seconds, not after the 120 s grace period.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = stream.body.next().await {
+            stream.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream stayed open after SIGTERM: {}", stream.text);
+    let (exit, logs) = server.wait();
+    assert!(exit.success(), "{logs}");
+}

@@ -60,3 +60,25 @@ async fn the_official_python_and_javascript_sdks_round_trip(pool: PgPool) {
     let (exit, logs) = server.wait();
     assert!(exit.success(), "{logs}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn the_debugger_page_shows_events_and_rejections_in_a_real_browser(pool: PgPool) {
+    let server = ServeProcess::start(&database_url(&pool).await, Some("warn")).await;
+    let screenshot =
+        std::env::temp_dir().join(format!("intake-debugger-{}.png", uuid::Uuid::new_v4().simple()));
+    let mut browser = Command::new(tool("INTAKE_INTEROP_PYTHON"));
+    browser
+        .arg(interop_script("debugger_browser.py"))
+        .args([server.base.as_str(), DEV_TOKEN])
+        .arg(&screenshot);
+    let said = run(browser).await;
+    assert!(
+        said.contains("the page showed the accepted event and the rejected request: ok"),
+        "{said}"
+    );
+    let png = std::fs::read(&screenshot).expect("a screenshot");
+    let _ = std::fs::remove_file(&screenshot);
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    server.sigterm();
+    let _ = server.wait();
+}
