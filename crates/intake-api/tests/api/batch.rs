@@ -256,16 +256,7 @@ async fn batch_events_show_up_in_the_feed_in_request_order(pool: PgPool) {
         body["results"].as_array().expect("results").iter().map(|r| &r["event_id"]).collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let page: Value = app
-            .client
-            .get(app.url("/v1/events"))
-            .bearer_auth(DEV_TOKEN)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let page = app.get_json("/v1/events").await;
         let got: Vec<&Value> =
             page["data"].as_array().expect("data").iter().map(|e| &e["event_id"]).collect();
         if got.len() == sent.len() {

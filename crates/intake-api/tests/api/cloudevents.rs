@@ -65,16 +65,7 @@ async fn a_structured_cloudevent_is_stored_and_reads_back_with_every_attribute(p
     let accepted: Value = response.json().await.expect("json");
     let id = accepted["event_id"].as_str().expect("id");
 
-    let plain: Value = app
-        .client
-        .get(app.url(&format!("/v1/events/{id}")))
-        .bearer_auth(DEV_TOKEN)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let plain = app.get_json(&format!("/v1/events/{id}")).await;
     assert_eq!(plain["event_type"], "com.example.order.placed");
     assert_eq!(plain["occurred_at"], "2025-12-22T10:30:00Z");
     assert_eq!(plain["data"], json!({"order": 17, "total": 99.5}));
@@ -302,15 +293,7 @@ async fn a_cloudevent_is_checked_against_its_types_schema(pool: PgPool) {
         binary(&app, "S-2").body(json!({"order": 17}).to_string()).send().await.expect("sent");
     assert_eq!(accepted.status(), 200);
     let accepted: Value = accepted.json().await.expect("json");
-    let read: Value = app
-        .client
-        .get(app.url(&format!("/v1/events/{}", accepted["event_id"].as_str().expect("id"))))
-        .bearer_auth(DEV_TOKEN)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let read =
+        app.get_json(&format!("/v1/events/{}", accepted["event_id"].as_str().expect("id"))).await;
     assert_eq!(read["schema_version"], 1);
 }

@@ -93,6 +93,19 @@ impl TestApp {
         self.post_events().body(body.to_string()).send().await.expect("request sent")
     }
 
+    /// `GET path` with the dev token, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(DEV_TOKEN)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.pool)
