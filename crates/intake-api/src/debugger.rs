@@ -8,7 +8,7 @@
 //! misses entries (and is told how many), it never slows ingest down.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use intake_domain::TenantId;
@@ -79,7 +79,8 @@ pub enum Outbound {
 #[derive(Debug)]
 pub struct DebugHub {
     channels: Mutex<HashMap<TenantId, broadcast::Sender<Entry>>>,
-    watched: Mutex<HashMap<TenantId, Instant>>,
+    /// Read on every ingest request: a read lock, not a mutex.
+    watched: RwLock<HashMap<TenantId, Instant>>,
     outbound: Option<mpsc::Sender<Outbound>>,
     /// Set when the server stops: streams end, so that they do not hold the shutdown.
     closing: tokio::sync::watch::Sender<bool>,
@@ -90,7 +91,7 @@ impl DebugHub {
     pub fn new(outbound: Option<mpsc::Sender<Outbound>>) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
-            watched: Mutex::new(HashMap::new()),
+            watched: RwLock::new(HashMap::new()),
             outbound,
             closing: tokio::sync::watch::Sender::new(false),
         }
@@ -110,7 +111,7 @@ impl DebugHub {
     /// worth building.
     pub fn watched(&self, tenant: &TenantId) -> bool {
         self.watched
-            .lock()
+            .read()
             .ok()
             .and_then(|w| w.get(tenant).map(|at| at.elapsed() < WATCH_LIFETIME))
             .unwrap_or(false)
@@ -118,7 +119,7 @@ impl DebugHub {
 
     /// Notes that somebody watches the tenant (a local subscriber, or another server's word).
     pub fn mark_watched(&self, tenant: &TenantId) {
-        if let Ok(mut watched) = self.watched.lock() {
+        if let Ok(mut watched) = self.watched.write() {
             watched.insert(tenant.clone(), Instant::now());
         }
     }
