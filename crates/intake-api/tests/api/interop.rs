@@ -1,7 +1,8 @@
-//! The official CloudEvents SDKs against the real server (`make test` installs them: Python's
-//! `cloudevents` into .tmp/venv, JavaScript's `cloudevents` into .tmp/node): each posts events
-//! as the SDK writes them, in every mode, and reads them back through the SDK's own parser. The
-//! scripts are in `tests/interop/`.
+//! Real clients against the real server (`make test` installs them): the official CloudEvents
+//! SDKs (Python's `cloudevents` into .tmp/venv, JavaScript's `cloudevents` into .tmp/node), each
+//! posting events as it writes them, in every mode, and reading them back through its own
+//! parser; and the debugger page in headless Chromium through selenium. The scripts are in
+//! `tests/interop/`.
 
 use std::process::Command;
 
@@ -16,7 +17,7 @@ fn interop_script(name: &str) -> String {
 
 fn tool(variable: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
-        panic!("set {variable} (make test installs the CloudEvents SDKs and sets it)")
+        panic!("set {variable} (make test installs the test tools: CloudEvents SDKs, selenium, and sets it)")
     })
 }
 
