@@ -88,6 +88,8 @@ fn mutated(base: String) -> impl Strategy<Value = Vec<u8>> {
 fn body() -> impl Strategy<Value = Vec<u8>> {
     let plain = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..200),
+        mutated(json!({"specversion": "1.0", "id": "e-1", "source": "/fuzz", "type": "fuzz.event",
+                       "time": "2025-12-22T10:30:00Z", "ext1": 5, "data": {"a": [1, "b"]}}).to_string()),
         mutated(valid_event()),
         mutated(format!("{{\"events\":[{},{}]}}", valid_event(), valid_event())),
         "[\\PC]{0,80}".prop_map(|s| format!(r#"{{"event_type":"t","occurred_at":"{s}","idempotency_key":"{s}","data":{{"{s}":"{s}"}}}}"#).into_bytes()),
@@ -129,25 +131,38 @@ fn request() -> impl Strategy<Value = Fuzzed> {
             "application/json; charset=utf-8",
             "text/plain",
             "application/json+x",
+            "application/cloudevents+json",
+            "application/cloudevents-batch+json",
         ]),
         header(&["gzip", "identity", "br", "gzip, gzip"]),
         header(&["k-1", "\"k-1\"", "\"a\\\"b\"", "\"unterminated"]),
         header(&["req-1", "a b", ""]),
+        // Binary-mode CloudEvents (now and then): the attributes as headers.
+        prop_oneof![4 => Just(None), 1 => header(&["1.0", "0.3"])],
+        header(&["2025-12-22T10:30:00Z", "yesterday"]),
         body(),
     )
-        .prop_map(|(method, path, auth, ctype, encoding, key, request_id, body)| {
-            let headers = [
-                ("authorization", auth),
-                ("content-type", ctype),
-                ("content-encoding", encoding),
-                ("idempotency-key", key),
-                ("x-request-id", request_id),
-            ]
-            .into_iter()
-            .filter_map(|(name, value)| value.map(|v| (name, v)))
-            .collect();
-            Fuzzed { method, path, headers, body }
-        })
+        .prop_map(
+            |(method, path, auth, ctype, encoding, key, request_id, ce_version, ce_time, body)| {
+                let binary = ce_version.is_some();
+                let headers = [
+                    ("authorization", auth),
+                    ("content-type", ctype),
+                    ("content-encoding", encoding),
+                    ("idempotency-key", key),
+                    ("x-request-id", request_id),
+                    ("ce-specversion", ce_version),
+                    ("ce-time", ce_time),
+                    ("ce-id", binary.then(|| b"e-1".to_vec())),
+                    ("ce-source", binary.then(|| b"/fuzz".to_vec())),
+                    ("ce-type", binary.then(|| b"fuzz.event".to_vec())),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| value.map(|v| (name, v)))
+                .collect();
+                Fuzzed { method, path, headers, body }
+            },
+        )
 }
 
 fn urlencode(text: &str) -> String {
