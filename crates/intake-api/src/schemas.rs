@@ -23,14 +23,16 @@ pub struct ActiveSchema {
     pub compiled: CompiledSchema,
 }
 
-type Key = (TenantId, EventType);
+/// Compiled schemas by tenant, then event type: looked up on every event without copying the
+/// names.
+type Entries = HashMap<TenantId, HashMap<EventType, Arc<ActiveSchema>>>;
 
 /// Compiled schemas of every validated type, by tenant and type.
 #[derive(Debug)]
 pub struct SchemaCache {
     store: Arc<dyn SchemaStore>,
     limits: SchemaLimits,
-    entries: RwLock<HashMap<Key, Arc<ActiveSchema>>>,
+    entries: RwLock<Entries>,
     loaded: OnceCell<()>,
 }
 
@@ -57,29 +59,32 @@ impl SchemaCache {
         event_type: &EventType,
     ) -> Result<Option<Arc<ActiveSchema>>, StoreError> {
         self.loaded.get_or_try_init(|| self.resync()).await?;
-        let key = (tenant.clone(), event_type.clone());
-        Ok(self.entries.read().ok().and_then(|entries| entries.get(&key).cloned()))
+        let entries = self.entries.read().map_err(poisoned)?;
+        Ok(entries.get(tenant).and_then(|types| types.get(event_type)).cloned())
     }
 
     /// Makes the cache equal to the database: compiles what changed, drops what was deleted.
     pub async fn resync(&self) -> Result<(), StoreError> {
         let active = self.store.active_versions().await?;
-        let stale: Vec<Key> = {
+        let stale: Vec<&(TenantId, EventType, u32)> = {
             let entries = self.entries.read().map_err(poisoned)?;
             active
                 .iter()
                 .filter(|(t, e, v)| {
-                    entries.get(&(t.clone(), e.clone())).is_none_or(|s| s.version != *v)
+                    entries.get(t).and_then(|types| types.get(e)).is_none_or(|s| s.version != *v)
                 })
-                .map(|(t, e, _)| (t.clone(), e.clone()))
                 .collect()
         };
-        for (tenant, event_type) in &stale {
+        for (tenant, event_type, _) in stale {
             self.refresh(tenant, event_type).await?;
         }
-        let keep: std::collections::HashSet<Key> =
-            active.into_iter().map(|(t, e, _)| (t, e)).collect();
-        self.entries.write().map_err(poisoned)?.retain(|key, _| keep.contains(key));
+        let keep: std::collections::HashSet<(&TenantId, &EventType)> =
+            active.iter().map(|(t, e, _)| (t, e)).collect();
+        let mut entries = self.entries.write().map_err(poisoned)?;
+        for (tenant, types) in entries.iter_mut() {
+            types.retain(|event_type, _| keep.contains(&(tenant, event_type)));
+        }
+        entries.retain(|_, types| !types.is_empty());
         Ok(())
     }
 
@@ -112,10 +117,11 @@ impl SchemaCache {
                 return;
             }
         };
-        let key = (record.tenant.clone(), record.event_type.clone());
         if let Ok(mut entries) = self.entries.write() {
-            if entries.get(&key).is_none_or(|held| held.version <= record.version) {
-                entries.insert(key, Arc::new(ActiveSchema { version: record.version, compiled }));
+            let types = entries.entry(record.tenant.clone()).or_default();
+            if types.get(&record.event_type).is_none_or(|held| held.version <= record.version) {
+                let active = Arc::new(ActiveSchema { version: record.version, compiled });
+                types.insert(record.event_type.clone(), active);
             }
         }
     }
@@ -123,7 +129,9 @@ impl SchemaCache {
     /// Stops checking a type.
     pub fn remove(&self, tenant: &TenantId, event_type: &EventType) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.remove(&(tenant.clone(), event_type.clone()));
+            if let Some(types) = entries.get_mut(tenant) {
+                types.remove(event_type);
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use futures_util::future::BoxFuture;
 use intake_domain::{EventStore, HealthCheck, RateLimiter, SchemaStore, TenantId, TokenStore};
 use intake_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
-use intake_storage::{GroupCommit, GroupCommitSettings, PgStore, SchemaChange};
+use intake_storage::{GroupCommit, GroupCommitSettings, Notified, PgStore, SchemaChange};
 use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
@@ -231,7 +231,7 @@ const DEBUGGER_CHANNEL: &str = "intake_debugger";
 /// The live debugger's hub; with a database, shared with every other server on it: entries and
 /// watches go out in batches of notifications, and come in through a listener.
 fn share_debugger(notifications: Option<PgStore>) -> web::Data<DebugHub> {
-    let server = format!("{:016x}", fastrand_id());
+    let server = format!("{:016x}", server_id());
     let (sender, mut outbound) = mpsc::channel::<Outbound>(10_000);
     let hub = web::Data::new(DebugHub::new(notifications.as_ref().map(|_| sender)));
     // Subscribers here keep their tenants watched, here and on the other servers.
@@ -262,7 +262,9 @@ fn share_debugger(notifications: Option<PgStore>) -> web::Data<DebugHub> {
         let mut incoming = store.listen(DEBUGGER_CHANNEL);
         let hub_in = hub.clone();
         tokio::spawn(async move {
-            while let Some(message) = incoming.recv().await {
+            while let Some(notified) = incoming.recv().await {
+                // A listener that reconnected missed entries: a debugger may skip some.
+                let Notified::Payload(message) = notified else { continue };
                 let mut parts = message.splitn(4, ' ');
                 let (Some(from), Some(kind), Some(tenant)) =
                     (parts.next(), parts.next(), parts.next())
@@ -290,7 +292,7 @@ fn share_debugger(notifications: Option<PgStore>) -> web::Data<DebugHub> {
 }
 
 /// A process's id among the servers sharing a database.
-fn fastrand_id() -> u64 {
+fn server_id() -> u64 {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     u64::from_le_bytes(bytes)

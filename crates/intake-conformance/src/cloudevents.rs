@@ -13,9 +13,10 @@ pub async fn a_cloudevent_keeps_its_context(store: &dyn EventStore) {
         "time": "2025-12-22T10:30:00Z", "subject": "o/1", "traceparent": "00-x", "data": {"n": 1}
     });
     let Value::Object(attributes) = attributes else { unreachable!("an object literal") };
-    let (event, context) =
+    let event =
         cloudevent::parse(attributes, Mode::Structured, chrono::Utc::now(), &Limits::default())
             .expect("valid");
+    let context = event.context().cloned().expect("a context");
     let id = EventId::generate(chrono::Utc::now());
     let stored = store.ingest(&acme, &event, id).await.expect("ingest");
     let read = store.get(&acme, stored.event_id).await.expect("get").expect("stored");

@@ -52,7 +52,7 @@ impl Mode {
 }
 
 /// What a CloudEvent carries beside type, time and data: kept with the event and read back.
-pub fn context_of(attributes: &Map<String, Value>) -> Value {
+fn context_of(attributes: &Map<String, Value>) -> Value {
     let kept: Map<String, Value> = attributes
         .iter()
         .filter(|(name, _)| !matches!(name.as_str(), "specversion" | "type" | "time" | "data"))
@@ -76,14 +76,15 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A CloudEvent's attributes (and `data`, in structured mode) as an event, with its context, or
-/// every problem at once, each naming the attribute as the mode spells it.
+/// A CloudEvent's attributes (and `data`, in structured mode) as an event carrying its context
+/// ([`NewEvent::context`]), or every problem at once, each naming the attribute as the mode
+/// spells it.
 pub fn parse(
     mut attributes: Map<String, Value>,
     mode: Mode,
     now: DateTime<Utc>,
     limits: &Limits,
-) -> Result<(NewEvent, Value), Vec<FieldError>> {
+) -> Result<NewEvent, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut string = |name: &str, required: bool| -> Option<String> {
         match attributes.get(name) {
@@ -191,9 +192,7 @@ pub fn parse(
     attributes.remove("data");
     match (id, source, event_type, occurred_at, data) {
         (Some(id), Some(source), Some(t), Some(o), Some(d)) if errors.is_empty() => {
-            let event = NewEvent::new(t, o, key_of(&source, &id), d);
-            let context = context_of(&attributes);
-            Ok((event.with_context(context.clone()), context))
+            Ok(NewEvent::new(t, o, key_of(&source, &id), d).with_context(context_of(&attributes)))
         }
         _ => Err(errors),
     }
@@ -261,9 +260,9 @@ mod tests {
 
     #[test]
     fn a_cloudevent_maps_to_an_event_and_back() {
-        let (event, context) =
-            parse(attributes(structured()), Mode::Structured, now(), &Limits::default())
-                .expect("valid");
+        let event = parse(attributes(structured()), Mode::Structured, now(), &Limits::default())
+            .expect("valid");
+        let context = event.context().cloned().expect("a context");
         assert_eq!(event.event_type().as_str(), "com.example.order.placed");
         assert_eq!(event.data().to_value(), json!({"order": 17}));
         assert_eq!(event.idempotency_key(), &key_of("https://example.com/shop", "A234-1234"));
@@ -335,8 +334,7 @@ mod tests {
     fn absent_data_is_an_empty_object_and_the_key_depends_on_source_and_id_only() {
         let mut no_data = attributes(structured());
         no_data.remove("data");
-        let (event, _) =
-            parse(no_data, Mode::Structured, now(), &Limits::default()).expect("valid");
+        let event = parse(no_data, Mode::Structured, now(), &Limits::default()).expect("valid");
         assert_eq!(event.data().to_value(), json!({}));
         assert_ne!(key_of("a", "bc"), key_of("ab", "c"));
         assert_eq!(key_of("a", "b"), key_of("a", "b"));

@@ -25,7 +25,7 @@ use sqlx::PgPool;
 
 pub use events::IngestItem;
 pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
-pub use notify::MAX_PAYLOAD;
+pub use notify::{Notified, MAX_PAYLOAD};
 pub use relay::RelayClaims;
 pub use schemas::{SchemaChange, SCHEMA_CHANNEL};
 pub use sqlx::migrate::MigrateError;

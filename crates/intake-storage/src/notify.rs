@@ -13,6 +13,15 @@ use crate::PgStore;
 /// Sends every payload on `channel` in one round trip.
 const NOTIFY_MANY: &str = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload";
 
+/// What a listener hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notified {
+    /// A notification's payload.
+    Payload(String),
+    /// The connection was lost and is back: notifications may have been missed meanwhile.
+    Reconnected,
+}
+
 /// The largest payload PostgreSQL takes is just under 8000 bytes.
 pub const MAX_PAYLOAD: usize = 7900;
 
@@ -28,32 +37,55 @@ impl PgStore {
         Ok(())
     }
 
-    /// Every payload notified on `channel`, for as long as the receiver is kept; the
-    /// connection is made again after a loss (what was notified meanwhile is missed).
-    pub fn listen(&self, channel: &'static str) -> mpsc::Receiver<String> {
+    /// Every payload notified on `channel`, for as long as the receiver is kept. The
+    /// connection is its own, and made again after a loss; [`Notified::Reconnected`] then says
+    /// that what was notified meanwhile was missed. Until the first connection succeeds
+    /// nothing is sent.
+    pub fn listen(&self, channel: &'static str) -> mpsc::Receiver<Notified> {
         let (sender, receiver) = mpsc::channel(4096);
         let pool = self.pool().clone();
         tokio::spawn(async move {
+            let mut connected_before = false;
             loop {
-                let mut listener = match PgListener::connect_with(&pool).await {
+                let listener = match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => match listener.listen(channel).await {
-                        Ok(()) => listener,
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
+                        Ok(()) => Some(listener),
+                        Err(error) => {
+                            tracing::warn!(%error, channel, "cannot listen for notifications");
+                            None
                         }
                     },
-                    Err(_) => {
-                        if sender.is_closed() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
+                    Err(error) => {
+                        tracing::debug!(%error, channel, "cannot connect to listen");
+                        None
                     }
                 };
-                while let Ok(Some(notification)) = listener.try_recv().await {
-                    if sender.send(notification.payload().to_owned()).await.is_err() {
+                let Some(mut listener) = listener else {
+                    if sender.is_closed() {
                         return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                if connected_before && sender.send(Notified::Reconnected).await.is_err() {
+                    return;
+                }
+                connected_before = true;
+                // `try_recv` gives `None` when the connection was lost, rather than reconnecting
+                // silently and hiding that notifications may have been missed.
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notification)) => {
+                            let payload = Notified::Payload(notification.payload().to_owned());
+                            if sender.send(payload).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, channel, "lost a notification listener");
+                            break;
+                        }
                     }
                 }
             }

@@ -1,17 +1,15 @@
 //! Event schemas: numbered versions per tenant and event type, which types are validated, and
 //! a notification on every change so that each server's cache follows within moments.
 
-use std::time::Duration;
-
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use intake_domain::{EventType, SchemaPut, SchemaRecord, SchemaStore, StoreError, TenantId};
 use serde_json::Value;
-use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
 use crate::errors::classify;
+use crate::notify::Notified;
 use crate::PgStore;
 
 /// The channel every schema change is announced on, with `<tenant>\n<event type>` as payload.
@@ -286,60 +284,24 @@ impl PgStore {
     /// kept. The connection is re-established after a loss, with a [`SchemaChange::Resync`]
     /// once it is back; until the first connection succeeds nothing is sent.
     pub fn schema_changes(&self) -> mpsc::Receiver<SchemaChange> {
+        let mut notified = self.listen(SCHEMA_CHANNEL);
         let (sender, receiver) = mpsc::channel(1024);
-        let pool = self.pool().clone();
         tokio::spawn(async move {
-            let mut connected_before = false;
-            loop {
-                let listener = match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => match listener.listen(SCHEMA_CHANNEL).await {
-                        Ok(()) => Some(listener),
-                        Err(error) => {
-                            tracing::warn!(%error, "cannot listen for schema changes");
-                            None
-                        }
-                    },
-                    Err(error) => {
-                        tracing::debug!(%error, "cannot connect to listen for schema changes");
-                        None
-                    }
+            while let Some(notified) = notified.recv().await {
+                let change = match notified {
+                    Notified::Payload(payload) => payload
+                        .split_once('\n')
+                        .and_then(|(tenant, event_type)| {
+                            Some(SchemaChange::Changed(
+                                TenantId::parse(tenant).ok()?,
+                                EventType::parse(event_type).ok()?,
+                            ))
+                        })
+                        .unwrap_or(SchemaChange::Resync),
+                    Notified::Reconnected => SchemaChange::Resync,
                 };
-                let Some(mut listener) = listener else {
-                    if sender.is_closed() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                if connected_before && sender.send(SchemaChange::Resync).await.is_err() {
+                if sender.send(change).await.is_err() {
                     return;
-                }
-                connected_before = true;
-                // `try_recv` gives `None` when the connection was lost, rather than reconnecting
-                // silently and hiding that notifications may have been missed.
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => {
-                            let change = notification
-                                .payload()
-                                .split_once('\n')
-                                .and_then(|(tenant, event_type)| {
-                                    Some(SchemaChange::Changed(
-                                        TenantId::parse(tenant).ok()?,
-                                        EventType::parse(event_type).ok()?,
-                                    ))
-                                })
-                                .unwrap_or(SchemaChange::Resync);
-                            if sender.send(change).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "lost the schema change listener");
-                            break;
-                        }
-                    }
                 }
             }
         });

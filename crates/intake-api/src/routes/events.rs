@@ -311,14 +311,14 @@ async fn read_event(
         }
         EventFormat::Structured => {
             let object = body::json_object(req, payload, state.event_body).await?;
-            Ok(cloudevent::parse(object, Mode::Structured, now, &state.validation)?.0)
+            Ok(cloudevent::parse(object, Mode::Structured, now, &state.validation)?)
         }
         EventFormat::Binary => {
             let mut attributes = binary_attributes(req.headers());
             if let Some(data) = body::json_value(req, payload, state.event_body).await? {
                 attributes.insert("data".into(), data);
             }
-            Ok(cloudevent::parse(attributes, Mode::Binary, now, &state.validation)?.0)
+            Ok(cloudevent::parse(attributes, Mode::Binary, now, &state.validation)?)
         }
     }
 }
@@ -511,7 +511,6 @@ pub(crate) async fn ingest_batch(
         let parsed = match item {
             Value::Object(fields) if format == EventFormat::Batched => {
                 cloudevent::parse(fields, Mode::Structured, now, &state.validation)
-                    .map(|(event, _)| event)
                     .map_err(field_problems)
             }
             Value::Object(fields) => {
