@@ -3,18 +3,13 @@
 //! request carries.
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use chrono::{DateTime, SecondsFormat, Utc};
 use intake_domain::{ErrorCode, FieldError, IdempotencyKey, KeyBesideBody};
 use serde_json::{Map, Value};
 
 /// The header a single event's key may come in instead of (or as well as) the body.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-/// Formats an instant as the API writes every timestamp: RFC 3339 in UTC with `Z`, and only as
-/// many fractional digits as it needs (none, 3 or 6).
-pub fn format_timestamp(instant: DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
+pub use intake_service::format_timestamp;
 
 /// The key of an `Idempotency-Key` header, for the domain to weigh against the body's.
 pub fn key_beside_body(header: Option<&HeaderValue>) -> KeyBesideBody {

@@ -6,7 +6,7 @@ use intake_domain::cloudevent::{self, Mode};
 use intake_domain::event::json_type_name;
 use intake_domain::{
     BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
-    NewEvent, StoredEvent, TenantId,
+    NewEvent, TenantId,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -260,7 +260,7 @@ pub(crate) async fn ingest(
 
 /// Tells the live debugger an event was accepted (or replayed).
 fn report_accepted(debugger: &DebugHub, tenant: &TenantId, event: &NewEvent, ingested: &Ingested) {
-    let entry = debugger::Accepted {
+    let entry = debugger::AcceptedEntry {
         event_id: ingested.event_id.to_string(),
         event_type: event.event_type().as_str(),
         occurred_at: format_timestamp(event.occurred_at().as_utc()),
@@ -282,7 +282,7 @@ fn report_rejected(
     errors: Option<&[FieldProblem]>,
 ) {
     let request_id = crate::request_context::current_request_id();
-    let entry = debugger::Rejected {
+    let entry = debugger::RejectedEntry {
         status: kind.status,
         problem_type: kind.type_uri(),
         errors: errors
@@ -609,45 +609,7 @@ pub(crate) async fn ingest_batch(
     Ok(HttpResponse::Ok().json(BatchBody { results, accepted, deduplicated, rejected }))
 }
 
-/// An event as the API returns it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct EventBody {
-    /// The event's id.
-    #[schema(example = "evt_01a21a278c5778fcb1b0b514bf29aa92")]
-    event_id: String,
-    /// What happened.
-    #[schema(example = "user.created")]
-    event_type: String,
-    /// When it happened (RFC 3339, UTC, microsecond precision).
-    #[schema(format = DateTime)]
-    occurred_at: String,
-    /// When it was first received (RFC 3339, UTC).
-    #[schema(format = DateTime)]
-    received_at: String,
-    /// The client's key.
-    idempotency_key: String,
-    /// The payload as sent.
-    #[schema(value_type = Object)]
-    data: Value,
-    /// The version of its type's schema the data was checked against; null when its type had
-    /// no schema.
-    #[schema(example = 1)]
-    schema_version: Option<u32>,
-}
-
-impl From<StoredEvent> for EventBody {
-    fn from(e: StoredEvent) -> Self {
-        Self {
-            event_id: e.event_id.to_string(),
-            event_type: e.event_type,
-            occurred_at: format_timestamp(e.occurred_at),
-            received_at: format_timestamp(e.received_at),
-            idempotency_key: e.idempotency_key,
-            data: e.data,
-            schema_version: e.schema_version,
-        }
-    }
-}
+pub(crate) use intake_service::EventBody;
 
 /// `GET /v1/events/{event_id}`: one event of the caller's tenant. Another tenant's event, an
 /// unknown id and a malformed one are all the same 404.

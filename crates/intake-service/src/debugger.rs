@@ -26,7 +26,7 @@ pub type Entry = Arc<(&'static str, String)>;
 
 /// An accepted (or replayed) event.
 #[derive(Debug, Serialize)]
-pub struct Accepted<'a> {
+pub struct AcceptedEntry<'a> {
     /// The stored event's id.
     pub event_id: String,
     /// Its type.
@@ -45,7 +45,7 @@ pub struct Accepted<'a> {
 
 /// A refused request: what its problem said, never its body.
 #[derive(Debug, Serialize)]
-pub struct Rejected<'a> {
+pub struct RejectedEntry<'a> {
     /// The HTTP status.
     pub status: u16,
     /// The problem type.

@@ -1,0 +1,347 @@
+//! Ingest, the one use case every way of sending events goes through (intake's JSON, CloudEvents
+//! in every mode, single events and batches): spend the token's budget, parse, check the type's
+//! schema, apply the replay policy, store, and tell the observers (metrics, the live debugger).
+//!
+//! The budget comes first and cannot be skipped: storing takes a [`Permit`], and only
+//! [`Ingest::spend`] makes one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use intake_domain::cloudevent::{self, Mode};
+use intake_domain::{
+    BatchOutcome, Budget, EventId, EventStore, FieldError, IngestError, Ingested, KeyBesideBody,
+    Limits, NewEvent, SchemaViolation, StoreError, TenantId,
+};
+use serde_json::{Map, Value};
+
+use crate::limits::{Account, RateLimits};
+use crate::schemas::SchemaCache;
+
+/// The most events one batch may hold.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// An event as the edge read it, before intake judged it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// intake's JSON: the body's object, and the key sent beside it (a single event's
+    /// `Idempotency-Key` header), if the edge takes one.
+    Plain {
+        /// The event's fields.
+        fields: Map<String, Value>,
+        /// Where else the key may come from.
+        beside: Option<KeyBesideBody>,
+    },
+    /// A CloudEvent's attributes (with `data`).
+    CloudEvent {
+        /// The attributes as the mode names them.
+        attributes: Map<String, Value>,
+        /// How they came.
+        mode: Mode,
+    },
+    /// A batch item that is not a JSON object; its JSON type.
+    NotAnObject(&'static str),
+}
+
+/// Leave to store events for a tenant: spent from its token's budget by [`Ingest::spend`].
+#[derive(Debug)]
+#[must_use = "a permit is spent budget; store what it was spent for"]
+pub struct Permit {
+    tenant: TenantId,
+    events: u32,
+    budget: Option<Budget>,
+}
+
+impl Permit {
+    /// The tenant the events are stored for.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The budget left after spending, for the answer's fields; `None` when limits are off.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget
+    }
+}
+
+/// Why intake did not store an event (or a batch).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The token's budget leaves too little; nothing was spent.
+    #[error("the token's rate limit leaves {} of the {cost} events asked for", budget.remaining)]
+    RateLimited {
+        /// The budget as it stands.
+        budget: Budget,
+        /// What was asked for.
+        cost: u32,
+    },
+    /// The request could not be read as events (the edge's problem, named by its slug).
+    #[error("the request could not be read ({slug})")]
+    Unread {
+        /// The status the edge answers with.
+        status: u16,
+        /// The problem's slug.
+        slug: &'static str,
+    },
+    /// Fields of the event are invalid.
+    #[error("the event has {} invalid field(s)", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// A batch item that is not a JSON object.
+    #[error("a batch item is {0}, not a JSON object")]
+    NotAnObject(&'static str),
+    /// The data violates its type's schema.
+    #[error("the data violates version {version} of its type's schema")]
+    SchemaViolation {
+        /// The version checked against.
+        version: u32,
+        /// Every violation.
+        violations: Vec<SchemaViolation>,
+    },
+    /// The key holds another payload.
+    #[error("idempotency key already used for event {original} with a different payload")]
+    KeyReused {
+        /// The event that holds the key.
+        original: EventId,
+    },
+    /// Storage failed: the event was not judged, and the request may be retried.
+    #[error(transparent)]
+    Failed(IngestError),
+}
+
+impl From<IngestError> for Refusal {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::KeyReused { original } => Self::KeyReused { original },
+            other => Self::Failed(other),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// What is told what ingest decided: metrics, the live debugger.
+pub trait IngestObserver: std::fmt::Debug + Send + Sync {
+    /// An event was stored, or found stored (`ingested.deduplicated`).
+    fn accepted(&self, tenant: &TenantId, event: &NewEvent, ingested: &Ingested);
+    /// A request or a batch item was refused (never [`Refusal::Failed`]: storage failing is not
+    /// a judgement).
+    fn refused(&self, tenant: &TenantId, refusal: &Refusal);
+}
+
+/// The ingest use case over the domain's ports.
+#[derive(Debug)]
+pub struct Ingest {
+    events: Arc<dyn EventStore>,
+    schemas: Arc<SchemaCache>,
+    limits: RateLimits,
+    validation: Limits,
+    observers: Vec<Arc<dyn IngestObserver>>,
+}
+
+impl Ingest {
+    /// Ingest into `events`, checking `schemas`, spending from `limits`, with `validation`'s
+    /// limits on each event.
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        schemas: Arc<SchemaCache>,
+        limits: RateLimits,
+        validation: Limits,
+    ) -> Self {
+        Self { events, schemas, limits, validation, observers: Vec::new() }
+    }
+
+    /// Tells `observer` every outcome from now on.
+    pub fn observed_by(mut self, observer: Arc<dyn IngestObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// The rate budgets (reads consult them too).
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    /// Spends `cost` events of the account's budget: the permit to store them, or
+    /// [`Refusal::RateLimited`] with nothing spent.
+    pub async fn spend(&self, account: &Account, cost: u32) -> Result<Permit, Refusal> {
+        let budget = self.limits.spend(account, cost).await;
+        match budget {
+            Some(budget) if !budget.allowed => {
+                Err(self.refuse(&account.tenant, Refusal::RateLimited { budget, cost }))
+            }
+            _ => Ok(Permit { tenant: account.tenant.clone(), events: cost, budget }),
+        }
+    }
+
+    /// Tells the observers of a refusal the edge made itself (a body it could not read), and
+    /// hands it back.
+    pub fn refuse(&self, tenant: &TenantId, refusal: Refusal) -> Refusal {
+        if !matches!(refusal, Refusal::Failed(_)) {
+            for observer in &self.observers {
+                observer.refused(tenant, &refusal);
+            }
+        }
+        refusal
+    }
+
+    fn accept(&self, tenant: &TenantId, event: &NewEvent, ingested: &Ingested) {
+        for observer in &self.observers {
+            observer.accepted(tenant, event, ingested);
+        }
+    }
+
+    /// Stores one event once: the stored event (the original on a retry), or why not.
+    pub async fn single(&self, permit: Permit, incoming: Incoming) -> Result<Ingested, Refusal> {
+        let tenant = &permit.tenant;
+        let now = Utc::now();
+        let outcome = async {
+            let event = self.parse(incoming, now)?;
+            let event = match self.check(tenant, event).await? {
+                Checked::Passed(event) => event,
+                Checked::Violates { event, refusal } => {
+                    return match self.replay_of(tenant, &event).await? {
+                        Some(ingested) => Ok((event, ingested)),
+                        None => Err(refusal),
+                    };
+                }
+            };
+            let ingested = self.events.ingest(tenant, &event, EventId::generate(now)).await?;
+            Ok((event, ingested))
+        }
+        .await;
+        match outcome {
+            Ok((event, ingested)) => {
+                self.accept(tenant, &event, &ingested);
+                Ok(ingested)
+            }
+            Err(refusal) => Err(self.refuse(tenant, refusal)),
+        }
+    }
+
+    /// Stores each item of a batch on its own, the valid ones in one call to storage: one
+    /// outcome per item, in order. Only storage failing fails the whole batch.
+    pub async fn batch(
+        &self,
+        permit: Permit,
+        items: Vec<Incoming>,
+    ) -> Result<Vec<Result<Ingested, Refusal>>, Refusal> {
+        let tenant = &permit.tenant;
+        if items.len() > usize::try_from(permit.events).unwrap_or(usize::MAX) {
+            return Err(Refusal::Failed(IngestError::Unknown(anyhow::anyhow!(
+                "a permit for {} events cannot store {}",
+                permit.events,
+                items.len()
+            ))));
+        }
+        let now = Utc::now();
+        let mut results: Vec<Option<Result<Ingested, Refusal>>> = Vec::with_capacity(items.len());
+        let mut valid = Vec::with_capacity(items.len());
+        let mut positions = Vec::with_capacity(items.len());
+        for (position, item) in items.into_iter().enumerate() {
+            let event = match self.parse(item, now) {
+                Ok(event) => event,
+                Err(refusal) => {
+                    results.push(Some(Err(self.refuse(tenant, refusal))));
+                    continue;
+                }
+            };
+            match self.check(tenant, event).await? {
+                Checked::Passed(event) => {
+                    valid.push((event, EventId::generate(now)));
+                    positions.push(position);
+                    results.push(None);
+                }
+                Checked::Violates { event, refusal } => {
+                    results.push(Some(match self.replay_of(tenant, &event).await? {
+                        Some(ingested) => {
+                            self.accept(tenant, &event, &ingested);
+                            Ok(ingested)
+                        }
+                        None => Err(self.refuse(tenant, refusal)),
+                    }));
+                }
+            }
+        }
+        let outcomes = if valid.is_empty() {
+            Vec::new()
+        } else {
+            self.events.ingest_batch(tenant, &valid).await?
+        };
+        if outcomes.len() != valid.len() {
+            return Err(Refusal::Failed(IngestError::Unknown(anyhow::anyhow!(
+                "storage answered {} outcomes for {} events",
+                outcomes.len(),
+                valid.len()
+            ))));
+        }
+        for ((position, outcome), (event, _)) in positions.into_iter().zip(outcomes).zip(&valid) {
+            results[position] = Some(match outcome.into_result() {
+                Ok(ingested) => {
+                    self.accept(tenant, event, &ingested);
+                    Ok(ingested)
+                }
+                Err(error) => Err(self.refuse(tenant, error.into())),
+            });
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    /// The event an incoming one describes, or every problem with it.
+    fn parse(&self, incoming: Incoming, now: DateTime<Utc>) -> Result<NewEvent, Refusal> {
+        match incoming {
+            Incoming::Plain { fields, beside } => {
+                NewEvent::parse(fields, beside, now, &self.validation)
+            }
+            Incoming::CloudEvent { attributes, mode } => {
+                cloudevent::parse(attributes, mode, now, &self.validation)
+            }
+            Incoming::NotAnObject(found) => return Err(Refusal::NotAnObject(found)),
+        }
+        .map_err(Refusal::Invalid)
+    }
+
+    /// Checks an event's data against the latest schema of its type, if the type has one.
+    async fn check(&self, tenant: &TenantId, event: NewEvent) -> Result<Checked, Refusal> {
+        let Some(schema) = self.schemas.active(tenant, event.event_type()).await? else {
+            return Ok(Checked::Passed(event));
+        };
+        Ok(match schema.compiled.check(event.data().as_value()) {
+            Ok(()) => Checked::Passed(event.checked_against(schema.version)),
+            Err(violations) => Checked::Violates {
+                event,
+                refusal: Refusal::SchemaViolation { version: schema.version, violations },
+            },
+        })
+    }
+
+    /// The stored event this one is a retry of, if any: a retry is answered as a replay even
+    /// when a schema registered since would reject it.
+    async fn replay_of(
+        &self,
+        tenant: &TenantId,
+        event: &NewEvent,
+    ) -> Result<Option<Ingested>, Refusal> {
+        let holder = self.events.key_holder(tenant, event.idempotency_key()).await?;
+        Ok(holder.and_then(|holder| match holder.outcome_for(event, false) {
+            BatchOutcome::Stored(ingested) => Some(ingested),
+            BatchOutcome::KeyReused { .. } => None,
+        }))
+    }
+}
+
+/// What checking an event against its type's schema found.
+enum Checked {
+    /// No schema, or the data satisfies it (the event then records the version).
+    Passed(NewEvent),
+    /// The data violates the schema.
+    Violates {
+        /// The event as parsed.
+        event: NewEvent,
+        /// The refusal, unless the event turns out to be a retry.
+        refusal: Refusal,
+    },
+}
