@@ -18,30 +18,26 @@ use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::HttpMessage;
 use actix_web::{web, FromRequest, HttpRequest};
 use anyhow::{anyhow, Context};
 use futures_util::future::LocalBoxFuture;
-use intake_domain::{
-    Budget, NewToken, RateLimit, Scope, StoreError, TenantId, TokenHash, TokenId, TokenStore,
-};
+use intake_domain::{NewToken, Scope, StoreError, TenantId, TokenHash, TokenId, TokenStore};
+use intake_service::{Account, Ingest, Permit, RateLimits, Refusal};
 use moka::future::Cache;
 use subtle::ConstantTimeEq;
 
 use crate::problem::ApiError;
-use crate::rate_limit::RateLimits;
 use crate::settings::AuthSettings;
 
-/// Who a valid token speaks for: a tenant, what the token may do, and its rate-limit budget.
+/// Who a valid token speaks for: the account it spends from (its tenant and budget) and what
+/// it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The tenant the token acts for.
-    pub tenant: TenantId,
+    /// The tenant and the token's budget.
+    pub account: Account,
     /// The token's scopes.
     pub scopes: Vec<Scope>,
-    /// The key of the token's budget (never the secret).
-    pub budget_key: String,
-    /// The token's own limit; `None` follows the default.
-    pub limit: Option<RateLimit>,
 }
 
 /// A scope an endpoint requires, as a type, so that the requirement is part of the handler's
@@ -98,16 +94,40 @@ pub struct Caller<S> {
 impl<S> Caller<S> {
     /// The caller's tenant.
     pub fn tenant(&self) -> &TenantId {
-        &self.principal.tenant
+        &self.principal.account.tenant
     }
 
-    /// Spends `cost` events of the caller's budget (0 reads it); 429 when they do not fit.
-    pub async fn spend(&self, req: &HttpRequest, cost: u32) -> Result<Option<Budget>, ApiError> {
+    /// Reads the caller's budget, for the answer's fields.
+    pub(crate) async fn read_budget(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let limits = req
             .app_data::<web::Data<RateLimits>>()
             .ok_or_else(|| ApiError::Internal(anyhow!("no rate limits are registered")))?;
-        let principal = &self.principal;
-        limits.spend(req, &principal.budget_key, principal.limit, &principal.tenant, cost).await
+        if let Some(budget) = limits.spend(&self.principal.account, 0).await {
+            req.extensions_mut().insert(budget);
+        }
+        Ok(())
+    }
+}
+
+impl Caller<EventsWrite> {
+    /// Spends `cost` events of the caller's budget: the permit to ingest them, or 429 when they
+    /// do not fit. The budget goes with the request, for its answer's fields.
+    pub async fn permit(
+        &self,
+        req: &HttpRequest,
+        ingest: &Ingest,
+        cost: u32,
+    ) -> Result<Permit, ApiError> {
+        let spent = ingest.spend(&self.principal.account, cost).await;
+        let budget = match &spent {
+            Ok(permit) => permit.budget(),
+            Err(Refusal::RateLimited { budget, .. }) => Some(*budget),
+            Err(_) => None,
+        };
+        if let Some(budget) = budget {
+            req.extensions_mut().insert(budget);
+        }
+        Ok(spent?)
     }
 }
 
@@ -125,7 +145,7 @@ impl<S: RequiredScope> FromRequest for Caller<S> {
             let caller = Self { principal, scope: PhantomData };
             // Every answer to an authenticated request shows the token's budget, a 403 too.
             if !S::SPENDS || !caller.principal.scopes.contains(&S::SCOPE) {
-                caller.spend(&req, 0).await?;
+                caller.read_budget(&req).await?;
             }
             if !caller.principal.scopes.contains(&S::SCOPE) {
                 return Err(ApiError::Forbidden(S::SCOPE));
@@ -167,7 +187,10 @@ impl Authenticator {
                 let hash = TokenHash::of(&t.token);
                 // A dev token's budget is keyed by a prefix of its hash, never by its secret.
                 let budget_key = format!("dev:{}", &hex::encode(hash.as_bytes())[..16]);
-                Ok((hash, Principal { tenant, scopes, budget_key, limit: None }))
+                Ok((
+                    hash,
+                    Principal { account: Account { tenant, budget_key, limit: None }, scopes },
+                ))
             })
             .collect::<anyhow::Result<_>>()?;
         let ttl = Duration::from_millis(settings.cache_ttl_ms);
@@ -198,10 +221,8 @@ impl Authenticator {
         let lookup = async {
             let record = self.store.find_active(hash).await?;
             Ok::<_, StoreError>(record.map(|r| Principal {
-                tenant: r.tenant,
+                account: Account { tenant: r.tenant, budget_key: r.id.to_string(), limit: r.limit },
                 scopes: r.scopes,
-                budget_key: r.id.to_string(),
-                limit: r.limit,
             }))
         };
         match &self.cache {

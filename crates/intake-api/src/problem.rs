@@ -8,8 +8,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use intake_domain::{
-    ErrorCode, EventId, FieldError, IngestError, SchemaViolation, Scope, StoreError,
+    Budget, ErrorCode, EventId, FieldError, IngestError, SchemaViolation, Scope, StoreError,
 };
+use intake_service::Refusal;
 use serde::Serialize;
 
 use crate::request_context;
@@ -206,8 +207,9 @@ pub enum ApiError {
     /// The token's rate limit leaves too little for this request.
     #[error("{detail}")]
     RateLimited {
-        /// Whole seconds until the request would fit (at least 1).
-        retry_after: u64,
+        /// Whole seconds until the request would fit (at least 1); `None` when it never can
+        /// (more events than the token's burst).
+        retry_after: Option<u64>,
         /// What the limit is and what was asked.
         detail: String,
     },
@@ -411,7 +413,7 @@ impl ResponseError for ApiError {
             Self::Unavailable(_) | Self::Overloaded | Self::MigrationsPending(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
             }
-            Self::RateLimited { retry_after, .. } => {
+            Self::RateLimited { retry_after: Some(retry_after), .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
@@ -457,5 +459,95 @@ impl From<StoreError> for ApiError {
 impl From<Vec<FieldError>> for ApiError {
     fn from(errors: Vec<FieldError>) -> Self {
         Self::Validation(field_problems(errors))
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RateLimited { budget, cost } => rate_limited(&budget, cost),
+            Refusal::Invalid(errors) => Self::from(errors),
+            Refusal::SchemaViolation { version, violations } => Self::SchemaViolation {
+                version,
+                errors: violations.into_iter().map(FieldProblem::schema_violation).collect(),
+            },
+            Refusal::KeyReused { original } => Self::KeyReused { original },
+            Refusal::Failed(error) => Self::from(error),
+            refusal @ (Refusal::Unread { .. } | Refusal::NotAnObject(_)) => {
+                Self::InvalidBody(refusal.to_string())
+            }
+        }
+    }
+}
+
+/// The 429 for `cost` events against `budget`: when to retry, or that the request can never
+/// fit (more events than the burst), with no `Retry-After` then.
+fn rate_limited(budget: &Budget, cost: u32) -> ApiError {
+    let limit = budget.limit;
+    if cost > limit.burst {
+        return ApiError::RateLimited {
+            retry_after: None,
+            detail: format!(
+                "{cost} events exceed this token's burst of {}, so this request can never be \
+                 accepted; send at most {} at once",
+                limit.burst, limit.burst
+            ),
+        };
+    }
+    let retry_after = Budget::secs(budget.retry_after).max(1);
+    ApiError::RateLimited {
+        retry_after: Some(retry_after),
+        detail: format!(
+            "this token may send {} events per second, {} at once; {} can be sent now and {cost} \
+             were asked for; retry after {retry_after} s",
+            limit.per_second, limit.burst, budget.remaining
+        ),
+    }
+}
+
+/// How a refused event (a request, or a batch item) reads as a problem: its kind, the errors it
+/// lists, and the event holding a reused key.
+pub fn refusal_problem(refusal: &Refusal) -> (ProblemKind, Vec<FieldProblem>, Option<EventId>) {
+    match refusal {
+        Refusal::Invalid(errors) => {
+            (ProblemKind::VALIDATION_FAILED, field_problems(errors.clone()), None)
+        }
+        Refusal::NotAnObject(found) => (
+            ProblemKind::VALIDATION_FAILED,
+            vec![FieldProblem::new(
+                "event",
+                RequestCode::NotAnObject,
+                format!("each item of events must be a JSON object, not {found}"),
+            )],
+            None,
+        ),
+        Refusal::SchemaViolation { violations, .. } => (
+            ProblemKind::SCHEMA_VIOLATION,
+            violations.iter().cloned().map(FieldProblem::schema_violation).collect(),
+            None,
+        ),
+        Refusal::KeyReused { original } => (
+            ProblemKind::IDEMPOTENCY_KEY_REUSED,
+            vec![FieldError::new(
+                "idempotency_key",
+                ErrorCode::IdempotencyKeyReused,
+                format!(
+                    "idempotency key already used for event {original} with a different payload"
+                ),
+            )
+            .into()],
+            Some(*original),
+        ),
+        Refusal::RateLimited { .. } => (ProblemKind::RATE_LIMITED, Vec::new(), None),
+        Refusal::Unread { slug, .. } => (
+            ProblemKind::ALL
+                .iter()
+                .find(|k| k.slug == *slug)
+                .copied()
+                .unwrap_or(ProblemKind::INVALID_BODY),
+            Vec::new(),
+            None,
+        ),
+        Refusal::Failed(_) => (ProblemKind::SERVICE_UNAVAILABLE, Vec::new(), None),
     }
 }

@@ -21,8 +21,8 @@ use intake_domain::{EventStore, FeedPosition, FeedQuery, TenantId};
 use intake_storage::{PgStore, RelayClaims};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::routes::events::EventBody;
 use crate::settings::{RelaySettings, Settings};
+use intake_service::EventBody;
 
 /// Lag is counted up to this many events per tenant.
 const LAG_CAP: i64 = 1_000_000;

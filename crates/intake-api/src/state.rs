@@ -1,51 +1,52 @@
-//! What the handlers share: the stores, behind the domain's traits, and the limits requests are
-//! held to. Authentication and metrics are registered beside it, for the extractor and the
-//! middleware that use them.
+//! What the handlers share: the application layer's ingest, the stores behind the domain's
+//! traits, and the limits requests are held to. Authentication and metrics are registered
+//! beside it, for the extractor and the middleware that use them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_domain::{EventStore, HealthCheck, Limits, SchemaStore};
+use intake_domain::{EventStore, HealthCheck};
+use intake_service::{Ingest, SchemaCache};
 
 use crate::body::BodyLimits;
-use crate::schemas::SchemaCache;
 use crate::settings::Settings;
 
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    /// Where events go.
+    /// Every event sent goes through it.
+    pub ingest: Ingest,
+    /// Where events are read from.
     pub events: Arc<dyn EventStore>,
     /// Whether storage is ready.
     pub health: Arc<dyn HealthCheck>,
+    /// The compiled schemas events are checked against, and where schemas are kept.
+    pub schemas: Arc<SchemaCache>,
     /// How a single event's body is read.
     pub event_body: BodyLimits,
     /// How a batch's body is read.
     pub batch_body: BodyLimits,
-    /// Validation limits.
-    pub validation: Limits,
-    /// The compiled schemas events are checked against, and where schemas are kept.
-    pub schemas: SchemaCache,
     /// How a schema document's body is read.
     pub schema_body: BodyLimits,
 }
 
 impl AppState {
-    /// State over the given stores.
+    /// State over the given ingest and stores.
     pub fn new(
         settings: &Settings,
+        ingest: Ingest,
         events: Arc<dyn EventStore>,
         health: Arc<dyn HealthCheck>,
-        schemas: Arc<dyn SchemaStore>,
+        schemas: Arc<SchemaCache>,
     ) -> Self {
         let timeout = Duration::from_millis(settings.server.client_body_timeout_ms);
         Self {
+            ingest,
             events,
             health,
+            schemas,
             event_body: BodyLimits { max_bytes: settings.limits.max_body_bytes, timeout },
             batch_body: BodyLimits { max_bytes: settings.limits.max_batch_body_bytes, timeout },
-            validation: settings.limits.validation(),
-            schemas: SchemaCache::new(schemas, settings.schemas.limits()),
             // The limit applies to the compact document; the body may be indented.
             schema_body: BodyLimits {
                 max_bytes: settings.schemas.max_bytes.saturating_mul(4),

@@ -1,44 +1,41 @@
-//! The files of the API crate stack in floors, and none imports from a floor above its own
-//! (see docs/architecture.md). A new file must be given its floor here.
+//! The files of the API crate stack in floors, and none imports from a floor above its own.
+//! The floors are the table of docs/architecture.md: a new file must be given its floor there.
 
 use std::path::Path;
 
-/// Each source file and its floor.
-const FLOORS: &[(&str, u8)] = &[
-    ("problem", 0),
-    ("request_context", 0),
-    ("metrics", 0),
-    ("wire", 0),
-    ("cursor", 0),
-    ("settings", 0),
-    ("telemetry", 0),
-    ("auth", 1),
-    ("body", 1),
-    ("connection", 1),
-    ("rate_limit", 1),
-    ("debugger", 0),
-    ("routes::debugger", 3),
-    ("schemas", 1),
-    ("routes::schemas", 3),
-    ("state", 2),
-    ("routes", 3),
-    ("routes::events", 3),
-    ("routes::ops", 3),
-    ("openapi", 4),
-    ("startup", 4),
-    ("cli", 4),
-    ("relay", 4),
-];
+/// Each source file (as a module path) and its floor, read from the table of
+/// docs/architecture.md, so that the document cannot drift from the code.
+fn floors() -> Vec<(String, u8)> {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/architecture.md");
+    let text = std::fs::read_to_string(&doc).expect("docs/architecture.md");
+    let section = text
+        .split("## Floors inside `intake-api`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/architecture.md has a section \"Floors inside `intake-api`\"");
+    let mut floors = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let Ok(floor) = cells[1].parse::<u8>() else { continue };
+        for file in cells[2].split(',') {
+            let file = file.trim().trim_matches('`').trim_end_matches(".rs");
+            let module = file.trim_end_matches("/mod").replace('/', "::");
+            floors.push((module, floor));
+        }
+    }
+    assert!(floors.len() > 10, "the floor table of docs/architecture.md was not found");
+    floors
+}
 
-fn floor(module: &str) -> Option<u8> {
-    FLOORS.iter().find(|(name, _)| *name == module).map(|(_, floor)| *floor)
+fn floor(floors: &[(String, u8)], module: &str) -> Option<u8> {
+    floors.iter().find(|(name, _)| name == module).map(|(_, floor)| *floor)
 }
 
 /// The module a `crate::…` path names: the longest prefix that is a known module.
-fn module_of(path: &str) -> Option<&'static str> {
-    FLOORS
+fn module_of<'a>(floors: &'a [(String, u8)], path: &str) -> Option<&'a str> {
+    floors
         .iter()
-        .map(|(name, _)| *name)
+        .map(|(name, _)| name.as_str())
         .filter(|name| path == *name || path.starts_with(&format!("{name}::")))
         .max_by_key(|name| name.len())
 }
@@ -76,7 +73,9 @@ fn no_file_imports_from_a_floor_above_its_own() {
             }
         }
     }
+    let floors = floors();
     let mut violations = Vec::new();
+    let mut seen = Vec::new();
     for file in files {
         let relative = file.strip_prefix(&src).expect("under src").with_extension("");
         let mut parts: Vec<String> =
@@ -88,13 +87,17 @@ fn no_file_imports_from_a_floor_above_its_own() {
         if module == "lib" || module == "main" {
             continue;
         }
-        let own = floor(&module).unwrap_or_else(|| {
-            panic!("src/{} has no floor: add it to FLOORS (tests/layers.rs)", relative.display())
+        let own = floor(&floors, &module).unwrap_or_else(|| {
+            panic!(
+                "src/{} has no floor: add it to the table of docs/architecture.md",
+                relative.display()
+            )
         });
+        seen.push(module.clone());
         let text = std::fs::read_to_string(&file).expect("read file");
         for path in crate_paths(&text) {
-            let Some(target) = module_of(&path) else { continue };
-            let target_floor = floor(target).unwrap_or(0);
+            let Some(target) = module_of(&floors, &path) else { continue };
+            let target_floor = floor(&floors, target).unwrap_or(0);
             if target != module && target_floor > own {
                 violations
                     .push(format!("{module} (floor {own}) imports {path} (floor {target_floor})"));
@@ -102,6 +105,9 @@ fn no_file_imports_from_a_floor_above_its_own() {
         }
     }
     assert!(violations.is_empty(), "imports from a floor above:\n{}", violations.join("\n"));
+    let stale: Vec<&str> =
+        floors.iter().map(|(m, _)| m.as_str()).filter(|m| !seen.iter().any(|s| s == m)).collect();
+    assert!(stale.is_empty(), "docs/architecture.md names files that do not exist: {stale:?}");
 }
 
 #[test]

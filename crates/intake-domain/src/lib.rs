@@ -5,6 +5,7 @@
 //! tokio. Everything here is deterministic given its inputs (the clock is passed in).
 
 pub mod cloudevent;
+pub mod debugger;
 pub mod event;
 pub mod feed;
 pub mod fingerprint;
@@ -18,6 +19,7 @@ pub mod validation;
 #[cfg(feature = "test-support")]
 pub mod memory;
 
+pub use debugger::{DebugInbox, DebugMessage, DebugTransport};
 pub use event::{
     EventData, EventId, EventType, IdempotencyKey, InvalidEventId, InvalidTenantId, OccurredAt,
     TenantId,

@@ -1,6 +1,6 @@
 //! The live debugger's feed (contract §13): what each ingest request of a tenant ended as,
-//! accepted or rejected, for the tenants somebody watches, from this server and (through
-//! PostgreSQL `LISTEN/NOTIFY`, see `startup`) from every other server on the database.
+//! accepted or rejected, for the tenants somebody watches, from this server and (through the
+//! domain's `DebugTransport`) from every other server on the database.
 //!
 //! Nothing is built for a tenant nobody watches: a watching server announces its tenants every
 //! few seconds, and entries are made only for tenants announced in the last
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use intake_domain::TenantId;
+use intake_domain::{DebugMessage, TenantId};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
@@ -59,36 +59,20 @@ pub struct RejectedEntry<'a> {
     pub at: String,
 }
 
-/// What a server sends other servers: an entry, or that it watches a tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// An entry for a tenant.
-    Entry {
-        /// The tenant.
-        tenant: TenantId,
-        /// `accepted` or `rejected`.
-        kind: &'static str,
-        /// The entry's JSON.
-        json: String,
-    },
-    /// This server has subscribers for the tenant.
-    Watch(TenantId),
-}
-
 /// The tenants watched here or elsewhere, and this server's subscribers.
 #[derive(Debug)]
 pub struct DebugHub {
     channels: Mutex<HashMap<TenantId, broadcast::Sender<Entry>>>,
     /// Read on every ingest request: a read lock, not a mutex.
     watched: RwLock<HashMap<TenantId, Instant>>,
-    outbound: Option<mpsc::Sender<Outbound>>,
+    outbound: Option<mpsc::Sender<DebugMessage>>,
     /// Set when the server stops: streams end, so that they do not hold the shutdown.
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl DebugHub {
     /// A hub; `outbound` carries what other servers should hear (none: this server alone).
-    pub fn new(outbound: Option<mpsc::Sender<Outbound>>) -> Self {
+    pub fn new(outbound: Option<mpsc::Sender<DebugMessage>>) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
             watched: RwLock::new(HashMap::new()),
@@ -127,7 +111,7 @@ impl DebugHub {
     /// A subscription to the tenant's entries.
     pub fn subscribe(&self, tenant: &TenantId) -> broadcast::Receiver<Entry> {
         self.mark_watched(tenant);
-        self.announce(Outbound::Watch(tenant.clone()));
+        self.announce(DebugMessage::Watch(tenant.clone()));
         let mut channels = match self.channels.lock() {
             Ok(channels) => channels,
             Err(poisoned) => poisoned.into_inner(),
@@ -135,7 +119,7 @@ impl DebugHub {
         channels.entry(tenant.clone()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe()
     }
 
-    /// The tenants with subscribers here (announced again periodically by `startup`).
+    /// The tenants with subscribers here (announced again periodically by the server).
     pub fn local_tenants(&self) -> Vec<TenantId> {
         self.channels
             .lock()
@@ -146,7 +130,7 @@ impl DebugHub {
     }
 
     /// Announces this server's watched tenants to the others.
-    pub fn announce(&self, message: Outbound) {
+    pub fn announce(&self, message: DebugMessage) {
         if let Some(outbound) = &self.outbound {
             // A full queue drops the message: the debugger may miss an entry, ingest never waits.
             let _ = outbound.try_send(message);
@@ -156,7 +140,7 @@ impl DebugHub {
     /// An entry of this server: to its subscribers and to the other servers.
     pub fn publish(&self, tenant: &TenantId, kind: &'static str, json: String) {
         self.deliver(tenant, kind, json.clone());
-        self.announce(Outbound::Entry { tenant: tenant.clone(), kind, json });
+        self.announce(DebugMessage::Entry { tenant: tenant.clone(), kind, json });
     }
 
     /// An entry to this server's subscribers only (another server's, say).

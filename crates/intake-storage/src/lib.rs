@@ -4,6 +4,7 @@
 //! turning database failures into the domain's errors: a connection problem becomes
 //! `Unavailable` (the API answers 503), anything else `Unknown` (500, logged).
 
+mod debugger;
 mod errors;
 mod events;
 mod group_commit;
@@ -23,11 +24,12 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+pub use debugger::{PgDebugTransport, DEBUGGER_CHANNEL};
 pub use events::IngestItem;
 pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
-pub use notify::{Notified, MAX_PAYLOAD};
+pub use notify::{Listener, Notified, MAX_PAYLOAD};
 pub use relay::RelayClaims;
-pub use schemas::{SchemaChange, SCHEMA_CHANNEL};
+pub use schemas::{SchemaChange, SchemaChanges, SCHEMA_CHANNEL};
 pub use sqlx::migrate::MigrateError;
 
 /// The migrations in the top-level `migrations/` folder, embedded in the binary.

@@ -1,11 +1,10 @@
-//! PostgreSQL notifications for the live debugger: many at once, and a listener that follows
-//! a channel on a connection of its own.
+//! PostgreSQL notifications: many at once, and a listener that follows a channel on a
+//! connection of its own (schema changes, the live debugger).
 
 use std::time::Duration;
 
 use intake_domain::StoreError;
 use sqlx::postgres::PgListener;
-use tokio::sync::mpsc;
 
 use crate::errors::classify;
 use crate::PgStore;
@@ -37,59 +36,74 @@ impl PgStore {
         Ok(())
     }
 
-    /// Every payload notified on `channel`, for as long as the receiver is kept. The
-    /// connection is its own, and made again after a loss; [`Notified::Reconnected`] then says
-    /// that what was notified meanwhile was missed. Until the first connection succeeds
-    /// nothing is sent.
-    pub fn listen(&self, channel: &'static str) -> mpsc::Receiver<Notified> {
-        let (sender, receiver) = mpsc::channel(4096);
-        let pool = self.pool().clone();
-        tokio::spawn(async move {
-            let mut connected_before = false;
-            loop {
-                let listener = match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => match listener.listen(channel).await {
-                        Ok(()) => Some(listener),
-                        Err(error) => {
-                            tracing::warn!(%error, channel, "cannot listen for notifications");
-                            None
+    /// Follows `channel` on a connection of its own, made on the first [`Listener::next`] and
+    /// again after a loss. Nothing runs in the background: notifications are read while a
+    /// caller awaits `next`, and PostgreSQL queues them on the connection meanwhile.
+    pub fn listen(&self, channel: &'static str) -> Listener {
+        Listener { pool: self.pool().clone(), channel, listener: None, connected_before: false }
+    }
+}
+
+/// A follower of one notification channel.
+#[derive(Debug)]
+pub struct Listener {
+    pool: sqlx::PgPool,
+    channel: &'static str,
+    listener: Option<PgListener>,
+    connected_before: bool,
+}
+
+impl Listener {
+    /// The next notification; [`Notified::Reconnected`] after the connection was lost and made
+    /// again (what was notified meanwhile was missed). Waits, retrying every second, while the
+    /// database is unreachable. Cancel-safe: dropping the future loses nothing received.
+    pub async fn next(&mut self) -> Notified {
+        loop {
+            let listener = match self.listener.as_mut() {
+                Some(listener) => listener,
+                None => match self.connect().await {
+                    Some(listener) => {
+                        let listener = self.listener.insert(listener);
+                        if std::mem::replace(&mut self.connected_before, true) {
+                            return Notified::Reconnected;
                         }
-                    },
-                    Err(error) => {
-                        tracing::debug!(%error, channel, "cannot connect to listen");
-                        None
+                        listener
                     }
-                };
-                let Some(mut listener) = listener else {
-                    if sender.is_closed() {
-                        return;
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                if connected_before && sender.send(Notified::Reconnected).await.is_err() {
-                    return;
+                },
+            };
+            // `try_recv` gives `None` when the connection was lost, rather than reconnecting
+            // silently and hiding that notifications may have been missed.
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    return Notified::Payload(notification.payload().to_owned())
                 }
-                connected_before = true;
-                // `try_recv` gives `None` when the connection was lost, rather than reconnecting
-                // silently and hiding that notifications may have been missed.
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => {
-                            let payload = Notified::Payload(notification.payload().to_owned());
-                            if sender.send(payload).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, channel, "lost a notification listener");
-                            break;
-                        }
-                    }
+                Ok(None) => self.listener = None,
+                Err(error) => {
+                    tracing::warn!(%error, channel = self.channel, "lost a notification listener");
+                    self.listener = None;
                 }
             }
-        });
-        receiver
+        }
+    }
+
+    async fn connect(&self) -> Option<PgListener> {
+        let channel = self.channel;
+        match PgListener::connect_with(&self.pool).await {
+            Ok(mut listener) => match listener.listen(channel).await {
+                Ok(()) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, channel, "cannot listen for notifications");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::debug!(%error, channel, "cannot connect to listen");
+                None
+            }
+        }
     }
 }

@@ -6,10 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use intake_domain::{EventType, SchemaPut, SchemaRecord, SchemaStore, StoreError, TenantId};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::errors::classify;
-use crate::notify::Notified;
+use crate::notify::{Listener, Notified};
 use crate::PgStore;
 
 /// The channel every schema change is announced on, with `<tenant>\n<event type>` as payload.
@@ -283,28 +282,29 @@ impl PgStore {
     /// Follows [`SCHEMA_CHANNEL`] on a connection of its own, for as long as the receiver is
     /// kept. The connection is re-established after a loss, with a [`SchemaChange::Resync`]
     /// once it is back; until the first connection succeeds nothing is sent.
-    pub fn schema_changes(&self) -> mpsc::Receiver<SchemaChange> {
-        let mut notified = self.listen(SCHEMA_CHANNEL);
-        let (sender, receiver) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            while let Some(notified) = notified.recv().await {
-                let change = match notified {
-                    Notified::Payload(payload) => payload
-                        .split_once('\n')
-                        .and_then(|(tenant, event_type)| {
-                            Some(SchemaChange::Changed(
-                                TenantId::parse(tenant).ok()?,
-                                EventType::parse(event_type).ok()?,
-                            ))
-                        })
-                        .unwrap_or(SchemaChange::Resync),
-                    Notified::Reconnected => SchemaChange::Resync,
-                };
-                if sender.send(change).await.is_err() {
-                    return;
-                }
-            }
-        });
-        receiver
+    pub fn schema_changes(&self) -> SchemaChanges {
+        SchemaChanges(self.listen(SCHEMA_CHANNEL))
+    }
+}
+
+/// Other servers' schema changes, read while awaited (see [`crate::Listener`]).
+#[derive(Debug)]
+pub struct SchemaChanges(Listener);
+
+impl SchemaChanges {
+    /// The next change; [`SchemaChange::Resync`] when some may have been missed.
+    pub async fn next(&mut self) -> SchemaChange {
+        match self.0.next().await {
+            Notified::Payload(payload) => payload
+                .split_once('\n')
+                .and_then(|(tenant, event_type)| {
+                    Some(SchemaChange::Changed(
+                        TenantId::parse(tenant).ok()?,
+                        EventType::parse(event_type).ok()?,
+                    ))
+                })
+                .unwrap_or(SchemaChange::Resync),
+            Notified::Reconnected => SchemaChange::Resync,
+        }
     }
 }

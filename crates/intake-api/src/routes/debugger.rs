@@ -9,8 +9,8 @@ use futures_util::stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, EventsRead};
-use crate::debugger::DebugHub;
 use crate::problem::ApiError;
+use intake_service::DebugHub;
 
 /// A comment this often keeps idle streams (and the proxies between) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -1,192 +1,26 @@
-//! The event endpoints: ingest one, ingest a batch, read one, follow the feed.
+//! The event endpoints: ingest one, ingest a batch, read one, follow the feed. Ingest handlers
+//! read the request into [`Incoming`] values and hand them to the application layer
+//! ([`Ingest`]), which owns everything from the rate budget to the observers.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use intake_domain::cloudevent::{self, Mode};
 use intake_domain::event::json_type_name;
-use intake_domain::{
-    BatchOutcome, ErrorCode, EventId, EventType, FeedPosition, FeedQuery, FieldError, Ingested,
-    NewEvent, TenantId,
-};
+use intake_domain::{EventId, EventType, FeedPosition, FeedQuery, Ingested, TenantId};
+use intake_service::{Accepted, EventBody, Incoming, Ingest, Refusal, MAX_BATCH_ITEMS};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::documents::{BatchInput, CloudEventBody, CloudEventInput, EventInput};
 use crate::auth::{Caller, EventsRead, EventsWrite};
-use crate::body;
+use crate::body::{self, BodyLimits};
 use crate::cursor;
-use crate::debugger::{self, DebugHub};
-use crate::metrics::{Metrics, Outcome};
-use crate::problem::{field_problems, ApiError, FieldProblem, ProblemKind, RequestCode};
+use crate::problem::{refusal_problem, ApiError, FieldProblem, RequestCode};
 use crate::state::AppState;
 use crate::wire::{
     binary_attributes, event_format, format_timestamp, key_beside_body, wants_cloudevent,
     EventFormat, CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER,
 };
-
-/// An event to ingest (the request body of `POST /v1/events`, and each item of a batch).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Event)]
-pub(crate) struct EventInput {
-    /// 1–128 ASCII letters, digits and `. _ - :`, starting with a letter or digit.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        example = "user.created"
-    )]
-    event_type: String,
-    /// RFC 3339 date-time with an offset; at most `limits.max_future_skew` ahead.
-    #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
-    occurred_at: String,
-    /// 1–255 printable ASCII characters without spaces; may come in the Idempotency-Key header
-    /// instead.
-    #[schema(
-        nullable = false,
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[!-~]+$",
-        example = "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41"
-    )]
-    idempotency_key: Option<String>,
-    /// The payload: any JSON object.
-    #[schema(value_type = Object)]
-    data: serde_json::Value,
-}
-
-/// A CloudEvent 1.0 in structured mode (contract §11); besides the attributes below, extension
-/// attributes (names of 1–20 lowercase letters and digits; string, number or boolean values).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = CloudEvent)]
-pub(crate) struct CloudEventInput {
-    /// Always `1.0`.
-    #[schema(pattern = "^1\\.0$", example = "1.0")]
-    specversion: String,
-    /// Unique within `source`; with it, the event's idempotency identity.
-    #[schema(min_length = 1, example = "A234-1234")]
-    id: String,
-    /// Where the event comes from.
-    #[schema(min_length = 1, example = "https://shop.example/orders")]
-    source: String,
-    /// The event type: 1–128 ASCII letters, digits and `. _ - :`, starting with a letter or
-    /// digit.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        example = "com.example.order.placed"
-    )]
-    r#type: String,
-    /// When it happened: RFC 3339; required here.
-    #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
-    time: String,
-    /// The subject within the source.
-    #[schema(nullable = false, min_length = 1)]
-    subject: Option<String>,
-    /// The schema of `data`.
-    #[schema(nullable = false, min_length = 1)]
-    dataschema: Option<String>,
-    /// The media type of `data` (JSON).
-    #[schema(nullable = false, example = "application/json")]
-    datacontenttype: Option<String>,
-    /// The payload: a JSON object; absent is `{}`.
-    #[schema(value_type = Object, nullable = false)]
-    data: Option<Value>,
-}
-
-/// A stored event as a structured CloudEvent: its attributes as it came (or `source`
-/// `/intake/<tenant>` and its event id, for a plain event), `recordedtime` when intake received
-/// it.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = StoredCloudEvent)]
-pub(crate) struct CloudEventBody {
-    /// `1.0`.
-    specversion: String,
-    /// The CloudEvent's id.
-    id: String,
-    /// The CloudEvent's source.
-    source: String,
-    /// The event type.
-    r#type: String,
-    /// When it happened.
-    #[schema(format = DateTime)]
-    time: String,
-    /// When intake received it.
-    #[schema(format = DateTime)]
-    recordedtime: String,
-    /// `application/json` unless it came with another.
-    datacontenttype: String,
-    /// The payload.
-    #[schema(value_type = Object)]
-    data: Value,
-}
-
-/// An event of a batch: like a single event, but its key must be in the item (batches take no
-/// `Idempotency-Key` header).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = BatchEvent)]
-pub(crate) struct BatchEventInput {
-    /// 1–128 ASCII letters, digits and `. _ - :`, starting with a letter or digit.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        example = "user.created"
-    )]
-    event_type: String,
-    /// RFC 3339 date-time with an offset; at most `limits.max_future_skew` ahead.
-    #[schema(format = DateTime, example = "2025-12-22T10:30:00Z")]
-    occurred_at: String,
-    /// 1–255 printable ASCII characters without spaces.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[!-~]+$",
-        example = "0f3f6f9b-9f0b-4c8d-9f18-5b6a9d9d2d41"
-    )]
-    idempotency_key: String,
-    /// The payload: any JSON object.
-    #[schema(value_type = Object)]
-    data: serde_json::Value,
-}
-
-/// A batch to ingest.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchInput {
-    /// 1 to 1,000 events.
-    #[schema(min_items = 1, max_items = 1000)]
-    events: Vec<BatchEventInput>,
-}
-
-/// The answer to an accepted event.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Accepted {
-    /// Always `ok`.
-    #[schema(value_type = String, example = "ok")]
-    status: &'static str,
-    /// The stored event's id (the original one on a retry).
-    #[schema(example = "evt_01a21a278c5778fcb1b0b514bf29aa92")]
-    event_id: String,
-    /// When the event was first received (RFC 3339, UTC).
-    #[schema(format = DateTime)]
-    received_at: String,
-    /// Whether an earlier request had already stored this event.
-    deduplicated: bool,
-}
-
-impl From<&Ingested> for Accepted {
-    fn from(i: &Ingested) -> Self {
-        Self {
-            status: "ok",
-            event_id: i.event_id.to_string(),
-            received_at: format_timestamp(i.received_at),
-            deduplicated: i.deduplicated,
-        }
-    }
-}
 
 /// `POST /v1/events`: validate, store once, answer after commit.
 #[utoipa::path(
@@ -213,44 +47,12 @@ pub(crate) async fn ingest(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    metrics: web::Data<Metrics>,
-    debugger: web::Data<DebugHub>,
 ) -> Result<HttpResponse, ApiError> {
-    let stored = async {
-        // The budget first: a limited request reads no body and stores nothing.
-        caller.spend(&req, 1).await?;
-        let now = Utc::now();
-        let event = read_event(&req, payload, &state, now).await?;
-        let event = match check_schema(&state, caller.tenant(), event).await? {
-            Checked::Passed(event) => event,
-            Checked::Violates { event, version, errors } => {
-                return match replay_of(&state, caller.tenant(), &event).await? {
-                    Some(ingested) => Ok((event, ingested)),
-                    None => Err(ApiError::SchemaViolation { version, errors }),
-                };
-            }
-        };
-        let ingested = state.events.ingest(caller.tenant(), &event, EventId::generate(now)).await?;
-        Ok::<_, ApiError>((event, ingested))
-    }
-    .await;
-    match &stored {
-        Ok((_, i)) if i.deduplicated => metrics.count_events(Outcome::Deduplicated, 1),
-        Ok(_) => metrics.count_events(Outcome::Accepted, 1),
-        // The event was not judged: the database failed, not the request.
-        Err(ApiError::Unavailable(_) | ApiError::Overloaded | ApiError::Internal(_)) => {}
-        Err(ApiError::RateLimited { .. }) => {}
-        Err(_) => metrics.count_events(Outcome::Rejected, 1),
-    }
-    if debugger.watched(caller.tenant()) {
-        match &stored {
-            Ok((event, ingested)) => report_accepted(&debugger, caller.tenant(), event, ingested),
-            Err(error) => {
-                report_rejected(&debugger, caller.tenant(), error.kind(), error.field_errors())
-            }
-        }
-    }
-    let (_, ingested) = stored?;
+    // The budget first: a limited request reads no body and stores nothing.
+    let permit = caller.permit(&req, &state.ingest, 1).await?;
+    let incoming = read_event(&req, payload, state.event_body).await;
+    let incoming = refuse_unread(&state.ingest, caller.tenant(), incoming)?;
+    let ingested = state.ingest.single(permit, incoming).await?;
     let mut response = HttpResponse::Ok();
     if ingested.deduplicated {
         response.insert_header(("Idempotent-Replayed", "true"));
@@ -258,41 +60,16 @@ pub(crate) async fn ingest(
     Ok(response.json(Accepted::from(&ingested)))
 }
 
-/// Tells the live debugger an event was accepted (or replayed).
-fn report_accepted(debugger: &DebugHub, tenant: &TenantId, event: &NewEvent, ingested: &Ingested) {
-    let entry = debugger::AcceptedEntry {
-        event_id: ingested.event_id.to_string(),
-        event_type: event.event_type().as_str(),
-        occurred_at: format_timestamp(event.occurred_at().as_utc()),
-        received_at: format_timestamp(ingested.received_at),
-        idempotency_key: event.idempotency_key().as_str(),
-        deduplicated: ingested.deduplicated,
-        data: event.data().as_value(),
-    };
-    if let Ok(json) = serde_json::to_string(&entry) {
-        debugger.publish(tenant, "accepted", json);
-    }
-}
-
-/// Tells the live debugger a request (or a batch item) was refused: what its problem said.
-fn report_rejected(
-    debugger: &DebugHub,
+/// Tells the observers of a request whose body could not be read as events.
+fn refuse_unread<T>(
+    ingest: &Ingest,
     tenant: &TenantId,
-    kind: ProblemKind,
-    errors: Option<&[FieldProblem]>,
-) {
-    let request_id = crate::request_context::current_request_id();
-    let entry = debugger::RejectedEntry {
-        status: kind.status,
-        problem_type: kind.type_uri(),
-        errors: errors
-            .map_or(Value::Array(Vec::new()), |e| serde_json::to_value(e).unwrap_or_default()),
-        request_id: &request_id,
-        at: format_timestamp(chrono::SubsecRound::trunc_subsecs(Utc::now(), 6)),
-    };
-    if let Ok(json) = serde_json::to_string(&entry) {
-        debugger.publish(tenant, "rejected", json);
-    }
+    read: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    read.inspect_err(|error| {
+        let kind = error.kind();
+        ingest.refuse(tenant, Refusal::Unread { status: kind.status, slug: kind.slug });
+    })
 }
 
 /// The event a single-event request carries: intake's JSON, or a CloudEvent in structured or
@@ -300,79 +77,26 @@ fn report_rejected(
 async fn read_event(
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
-    now: chrono::DateTime<Utc>,
-) -> Result<NewEvent, ApiError> {
-    match event_format(req.headers()) {
-        EventFormat::Plain | EventFormat::Batched => {
-            let object = body::json_object(req, payload, state.event_body).await?;
-            let beside = key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER));
-            Ok(NewEvent::parse(object, Some(beside), now, &state.validation)?)
-        }
-        EventFormat::Structured => {
-            let object = body::json_object(req, payload, state.event_body).await?;
-            Ok(cloudevent::parse(object, Mode::Structured, now, &state.validation)?)
-        }
+    limits: BodyLimits,
+) -> Result<Incoming, ApiError> {
+    Ok(match event_format(req.headers()) {
+        EventFormat::Plain | EventFormat::Batched => Incoming::Plain {
+            fields: body::json_object(req, payload, limits).await?,
+            beside: Some(key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER))),
+        },
+        EventFormat::Structured => Incoming::CloudEvent {
+            attributes: body::json_object(req, payload, limits).await?,
+            mode: Mode::Structured,
+        },
         EventFormat::Binary => {
             let mut attributes = binary_attributes(req.headers());
-            if let Some(data) = body::json_value(req, payload, state.event_body).await? {
+            if let Some(data) = body::json_value(req, payload, limits).await? {
                 attributes.insert("data".into(), data);
             }
-            Ok(cloudevent::parse(attributes, Mode::Binary, now, &state.validation)?)
+            Incoming::CloudEvent { attributes, mode: Mode::Binary }
         }
-    }
-}
-
-/// What checking an event against its type's schema found.
-enum Checked {
-    /// No schema, or the data satisfies it (the event then records the version).
-    Passed(NewEvent),
-    /// The data violates the schema.
-    Violates {
-        /// The event as parsed.
-        event: NewEvent,
-        /// The version checked against.
-        version: u32,
-        /// Every violation.
-        errors: Vec<FieldProblem>,
-    },
-}
-
-/// Checks an event's data against the latest schema of its type, if the type has one.
-async fn check_schema(
-    state: &AppState,
-    tenant: &TenantId,
-    event: NewEvent,
-) -> Result<Checked, ApiError> {
-    let Some(schema) = state.schemas.active(tenant, event.event_type()).await? else {
-        return Ok(Checked::Passed(event));
-    };
-    Ok(match schema.compiled.check(event.data().as_value()) {
-        Ok(()) => Checked::Passed(event.checked_against(schema.version)),
-        Err(violations) => Checked::Violates {
-            event,
-            version: schema.version,
-            errors: violations.into_iter().map(FieldProblem::schema_violation).collect(),
-        },
     })
 }
-
-/// The stored event this one is a retry of, if any: a retry is answered as a replay even when
-/// a schema registered since would reject it.
-async fn replay_of(
-    state: &AppState,
-    tenant: &TenantId,
-    event: &NewEvent,
-) -> Result<Option<Ingested>, ApiError> {
-    let holder = state.events.key_holder(tenant, event.idempotency_key()).await?;
-    Ok(holder.and_then(|holder| match holder.outcome_for(event, false) {
-        BatchOutcome::Stored(ingested) => Some(ingested),
-        BatchOutcome::KeyReused { .. } => None,
-    }))
-}
-
-/// The most events one batch may hold.
-const MAX_BATCH_ITEMS: usize = 1000;
 
 /// One item's answer in a batch: accepted like a single event, or rejected with its errors.
 #[derive(Debug, Serialize, ToSchema)]
@@ -393,9 +117,19 @@ pub(crate) enum ItemResult {
     },
 }
 
-impl ItemResult {
-    fn rejected(errors: Vec<FieldProblem>) -> Self {
-        Self::Rejected { status: "error", errors, event_id: None }
+impl From<Result<Ingested, Refusal>> for ItemResult {
+    fn from(outcome: Result<Ingested, Refusal>) -> Self {
+        match outcome {
+            Ok(ingested) => Self::Accepted(Accepted::from(&ingested)),
+            Err(refusal) => {
+                let (_, errors, original) = refusal_problem(&refusal);
+                Self::Rejected {
+                    status: "error",
+                    errors,
+                    event_id: original.as_ref().map(EventId::to_string),
+                }
+            }
+        }
     }
 }
 
@@ -412,18 +146,35 @@ pub(crate) struct BatchBody {
     rejected: usize,
 }
 
-/// The items of a batched-mode body (a JSON array of CloudEvents), or why the whole batch is
-/// refused.
-fn cloudevent_items(body: Option<Value>) -> Result<Vec<Value>, ApiError> {
-    let items = match body {
-        Some(Value::Array(items)) => items,
-        Some(other) => {
+impl BatchBody {
+    fn new(results: Vec<ItemResult>) -> Self {
+        let count = |f: fn(&ItemResult) -> bool| results.iter().filter(|r| f(r)).count();
+        let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
+        let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));
+        let rejected = count(|r| matches!(r, ItemResult::Rejected { .. }));
+        Self { results, accepted, deduplicated, rejected }
+    }
+}
+
+/// The items of a batch body: a JSON array of CloudEvents (batched mode), or intake's
+/// `{"events":[…]}`; or why the whole batch is refused.
+fn batch_items(body: Option<Value>, format: EventFormat) -> Result<Vec<Incoming>, ApiError> {
+    let items = match (format, body) {
+        (EventFormat::Batched, Some(Value::Array(items))) => items,
+        (EventFormat::Batched, Some(other)) => {
             return Err(ApiError::InvalidBatch(format!(
                 "a batch of CloudEvents is a JSON array, not {}",
                 json_type_name(&other)
             )))
         }
-        None => return Err(ApiError::InvalidBatch("the body is empty".into())),
+        (_, None) => return Err(ApiError::InvalidBatch("the body is empty".into())),
+        (_, Some(Value::Object(body))) => events_of(body)?,
+        (_, Some(other)) => {
+            return Err(ApiError::InvalidBody(format!(
+                "the body must be a JSON object, not {}",
+                json_type_name(&other)
+            )))
+        }
     };
     if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidBatch(format!(
@@ -431,32 +182,34 @@ fn cloudevent_items(body: Option<Value>) -> Result<Vec<Value>, ApiError> {
             items.len()
         )));
     }
-    Ok(items)
+    // A batch item's key comes from the item alone: the Idempotency-Key header is for single
+    // events.
+    Ok(items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(attributes) if format == EventFormat::Batched => {
+                Incoming::CloudEvent { attributes, mode: Mode::Structured }
+            }
+            Value::Object(fields) => Incoming::Plain { fields, beside: None },
+            other => Incoming::NotAnObject(json_type_name(&other)),
+        })
+        .collect())
 }
 
-/// The items of a `{"events":[…]}` body, or why the whole batch is refused.
-fn batch_items(mut body: serde_json::Map<String, Value>) -> Result<Vec<Value>, ApiError> {
+/// The items of a `{"events":[…]}` body.
+fn events_of(mut body: Map<String, Value>) -> Result<Vec<Value>, ApiError> {
     let shape = || "the body must be {\"events\":[…]} with 1 to 1000 events".to_owned();
     if let Some(other) = body.keys().find(|k| *k != "events") {
         return Err(ApiError::InvalidBatch(format!("unknown field {other:?}; {}", shape())));
     }
-    let items = match body.remove("events") {
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(ApiError::InvalidBatch(format!(
-                "events must be an array, not {}",
-                json_type_name(&other)
-            )))
-        }
-        None => return Err(ApiError::InvalidBatch(format!("events is missing; {}", shape()))),
-    };
-    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
-        return Err(ApiError::InvalidBatch(format!(
-            "the batch has {} events; send 1 to {MAX_BATCH_ITEMS}",
-            items.len()
-        )));
+    match body.remove("events") {
+        Some(Value::Array(items)) => Ok(items),
+        Some(other) => Err(ApiError::InvalidBatch(format!(
+            "events must be an array, not {}",
+            json_type_name(&other)
+        ))),
+        None => Err(ApiError::InvalidBatch(format!("events is missing; {}", shape()))),
     }
-    Ok(items)
 }
 
 /// `POST /v1/events/batch`: each item validated and stored on its own, in one round trip to
@@ -480,136 +233,27 @@ pub(crate) async fn ingest_batch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    metrics: web::Data<Metrics>,
-    debugger: web::Data<DebugHub>,
 ) -> Result<HttpResponse, ApiError> {
     // A batch costs its number of items, known once the body is read; a body that is not a
     // batch spends nothing (its answer still shows the budget).
     let format = event_format(req.headers());
     let read = match format {
-        EventFormat::Batched => {
-            body::json_value(&req, payload, state.batch_body).await.and_then(cloudevent_items)
-        }
-        _ => body::json_object(&req, payload, state.batch_body).await.and_then(batch_items),
+        EventFormat::Batched => body::json_value(&req, payload, state.batch_body).await,
+        _ => body::json_object(&req, payload, state.batch_body).await.map(|o| Some(o.into())),
     };
-    let items = match read {
+    let items = match read.and_then(|body| batch_items(body, format)) {
         Ok(items) => items,
         Err(error) => {
-            caller.spend(&req, 0).await?;
-            return Err(error);
+            caller.read_budget(&req).await?;
+            return refuse_unread(&state.ingest, caller.tenant(), Err(error));
         }
     };
-    caller.spend(&req, u32::try_from(items.len()).unwrap_or(u32::MAX)).await?;
-    let now = Utc::now();
-
-    let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
-    let mut valid = Vec::with_capacity(items.len());
-    let mut positions = Vec::with_capacity(items.len());
-    for (position, item) in items.into_iter().enumerate() {
-        // A batch item's key comes from the item alone: the Idempotency-Key header is for
-        // single events.
-        let parsed = match item {
-            Value::Object(fields) if format == EventFormat::Batched => {
-                cloudevent::parse(fields, Mode::Structured, now, &state.validation)
-                    .map_err(field_problems)
-            }
-            Value::Object(fields) => {
-                NewEvent::parse(fields, None, now, &state.validation).map_err(field_problems)
-            }
-            other => Err(vec![FieldProblem::new(
-                "event",
-                RequestCode::NotAnObject,
-                format!(
-                    "each item of events must be a JSON object, not {}",
-                    json_type_name(&other)
-                ),
-            )]),
-        };
-        let checked = match parsed {
-            Ok(event) => check_schema(&state, caller.tenant(), event).await?,
-            Err(errors) => {
-                results.push(Some(ItemResult::rejected(errors)));
-                continue;
-            }
-        };
-        match checked {
-            Checked::Passed(event) => {
-                valid.push((event, EventId::generate(now)));
-                positions.push(position);
-                results.push(None);
-            }
-            Checked::Violates { event, errors, .. } => {
-                results.push(Some(match replay_of(&state, caller.tenant(), &event).await? {
-                    Some(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
-                    None => ItemResult::rejected(errors),
-                }));
-            }
-        }
-    }
-
-    let outcomes = if valid.is_empty() {
-        Vec::new()
-    } else {
-        state.events.ingest_batch(caller.tenant(), &valid).await?
-    };
-    if outcomes.len() != valid.len() {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "storage answered {} outcomes for {} events",
-            outcomes.len(),
-            valid.len()
-        )));
-    }
-    let watched = debugger.watched(caller.tenant());
-    for ((position, outcome), (event, _)) in positions.into_iter().zip(outcomes).zip(&valid) {
-        if watched {
-            if let BatchOutcome::Stored(ingested) = &outcome {
-                report_accepted(&debugger, caller.tenant(), event, ingested);
-            }
-        }
-        results[position] = Some(match outcome {
-            BatchOutcome::Stored(ingested) => ItemResult::Accepted(Accepted::from(&ingested)),
-            BatchOutcome::KeyReused { original } => ItemResult::Rejected {
-                status: "error",
-                errors: vec![FieldError::new(
-                    "idempotency_key",
-                    ErrorCode::IdempotencyKeyReused,
-                    format!(
-                        "idempotency key already used for event {original} with a different \
-                         payload"
-                    ),
-                )
-                .into()],
-                event_id: Some(original.to_string()),
-            },
-        });
-    }
-
-    let results: Vec<ItemResult> = results.into_iter().flatten().collect();
-    if watched {
-        for result in &results {
-            if let ItemResult::Rejected { errors, event_id, .. } = result {
-                let kind = if event_id.is_some() {
-                    ProblemKind::IDEMPOTENCY_KEY_REUSED
-                } else if errors.iter().any(|e| e.code == RequestCode::SchemaViolation.as_str()) {
-                    ProblemKind::SCHEMA_VIOLATION
-                } else {
-                    ProblemKind::VALIDATION_FAILED
-                };
-                report_rejected(&debugger, caller.tenant(), kind, Some(errors));
-            }
-        }
-    }
-    let count = |f: fn(&ItemResult) -> bool| results.iter().filter(|r| f(r)).count();
-    let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
-    let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));
-    let rejected = count(|r| matches!(r, ItemResult::Rejected { .. }));
-    metrics.count_events(Outcome::Accepted, accepted);
-    metrics.count_events(Outcome::Deduplicated, deduplicated);
-    metrics.count_events(Outcome::Rejected, rejected);
-    Ok(HttpResponse::Ok().json(BatchBody { results, accepted, deduplicated, rejected }))
+    let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    let permit = caller.permit(&req, &state.ingest, cost).await?;
+    let outcomes = state.ingest.batch(permit, items).await?;
+    let results = outcomes.into_iter().map(ItemResult::from).collect();
+    Ok(HttpResponse::Ok().json(BatchBody::new(results)))
 }
-
-pub(crate) use intake_service::EventBody;
 
 /// `GET /v1/events/{event_id}`: one event of the caller's tenant. Another tenant's event, an
 /// unknown id and a malformed one are all the same 404.

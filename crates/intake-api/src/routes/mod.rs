@@ -5,6 +5,7 @@
 //! one handler and one row here.
 
 pub(crate) mod debugger;
+pub(crate) mod documents;
 pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod schemas;
