@@ -71,13 +71,28 @@ impl AppData {
         );
         Ok(Self {
             state: web::Data::new(state),
-            auth: web::Data::new(Authenticator::new(&settings.auth, backend.tokens.clone())?),
+            auth: web::Data::new(authenticator(settings, backend)?),
             limits: web::Data::new(limits),
             metrics: web::Data::new(metrics),
             debugger: web::Data::from(debugger),
             openapi: web::Data::new(OpenApiJson(crate::openapi::document_json())),
         })
     }
+}
+
+/// The authenticator of the configured dev tokens and the backend's tokens.
+fn authenticator(settings: &Settings, backend: &Backend) -> anyhow::Result<Authenticator> {
+    let dev_tokens = settings
+        .auth
+        .dev_tokens
+        .iter()
+        .map(|t| {
+            let (tenant, scopes) = t.principal().context("a configured dev token is invalid")?;
+            Ok((t.token.clone(), tenant, scopes))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let ttl = std::time::Duration::from_millis(settings.auth.cache_ttl_ms);
+    Ok(Authenticator::new(dev_tokens, backend.tokens.clone(), ttl))
 }
 
 /// The limiter `limits.rate.backend` names, and how to read its state for metrics.

@@ -106,9 +106,15 @@ impl Backend {
     ) -> anyhow::Result<Self> {
         let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
             .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
+        Ok(Self::shared(store, group_commit))
+    }
+
+    /// Like [`Backend::postgres`], and following the other servers on the database: their
+    /// schema changes and the live debugger's entries.
+    pub fn shared(store: PgStore, group_commit: Option<GroupCommitSettings>) -> Self {
         let mut backend = Self::postgres(store.clone(), group_commit);
         backend.schema_changes = Some(store.schema_changes());
         backend.debug_transport = Some(Arc::new(PgDebugTransport::new(store)));
-        Ok(backend)
+        backend
     }
 }

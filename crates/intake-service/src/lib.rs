@@ -6,6 +6,7 @@
 //! or SQL (no sqlx): the HTTP edge reads requests into [`ingest::Incoming`] values and turns
 //! outcomes into answers; storage sits behind the domain's traits.
 
+pub mod auth;
 pub mod debugger;
 pub mod ingest;
 pub mod limits;

@@ -129,3 +129,36 @@ async fn a_client_that_stalls_mid_head_is_cut_off(pool: PgPool) {
     assert!(text.contains("/docs/troubleshooting#request-timeout"), "{text}");
     assert!(text.contains("within 300 ms"), "{text}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn stopping_the_server_ends_every_background_loop(pool: PgPool) {
+    use intake_api::startup::{Application, Backend};
+    use intake_storage::PgStore;
+
+    let settings = crate::helpers::local_settings();
+    let backend = Backend::shared(PgStore::new(pool), settings.group_commit.settings());
+    let app = Application::build_with(&settings, backend).expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let background = app.background().clone();
+    let stopper = app.stopper();
+    let running = tokio::spawn(app.run_until_stopped());
+    // A debugger stream open while stopping: it must not hold the shutdown.
+    let stream = reqwest::Client::new()
+        .get(format!("{address}/v1/debugger/stream"))
+        .bearer_auth(crate::helpers::DEV_TOKEN)
+        .send()
+        .await
+        .expect("stream opens");
+    assert_eq!(stream.status(), 200);
+    // The schema follower, the debugger's announcer, sender and receiver, and the signal
+    // listener.
+    assert_eq!(background.running(), 5, "loops running before the stop");
+
+    stopper.stop().await;
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the server stops within 10 s")
+        .expect("joins")
+        .expect("stops cleanly");
+    assert_eq!(background.running(), 0, "loops still running after the stop");
+}
