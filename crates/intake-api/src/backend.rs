@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures_util::future::BoxFuture;
-use intake_domain::{DebugTransport, EventStore, HealthCheck, SchemaStore, TokenStore};
-use intake_storage::{GroupCommit, GroupCommitSettings, PgDebugTransport, PgStore, SchemaChanges};
+use intake_domain::{
+    DebugTransport, EventStore, HealthCheck, SchemaChangeFeed, SchemaStore, TokenStore,
+};
+use intake_storage::{GroupCommit, GroupCommitSettings, PgDebugTransport, PgStore};
 
 use crate::metrics::{RateLimitStats, StorageGauge, StorageStats};
 use crate::settings::Settings;
@@ -22,7 +24,7 @@ pub struct Backend {
     pub schemas: Arc<dyn SchemaStore>,
     /// Other servers' schema changes, as they happen (PostgreSQL notifications), when the
     /// backend can follow them.
-    pub schema_changes: Option<SchemaChanges>,
+    pub schema_changes: Option<Box<dyn SchemaChangeFeed>>,
     /// How the live debugger shares entries with other servers, when the backend is a
     /// server's own (not a test's).
     pub debug_transport: Option<Arc<dyn DebugTransport>>,
@@ -113,7 +115,7 @@ impl Backend {
     /// schema changes and the live debugger's entries.
     pub fn shared(store: PgStore, group_commit: Option<GroupCommitSettings>) -> Self {
         let mut backend = Self::postgres(store.clone(), group_commit);
-        backend.schema_changes = Some(store.schema_changes());
+        backend.schema_changes = Some(Box::new(store.schema_changes()));
         backend.debug_transport = Some(Arc::new(PgDebugTransport::new(store)));
         backend
     }

@@ -7,7 +7,6 @@
 pub mod app_data;
 pub mod auth;
 pub mod backend;
-pub mod background;
 pub mod body;
 pub mod cli;
 pub mod connection;

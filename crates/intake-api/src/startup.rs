@@ -9,11 +9,11 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 use futures_util::future::BoxFuture;
+use intake_service::background::{self, Background};
 use intake_service::DebugHub;
 
 pub use crate::app_data::AppData;
 pub use crate::backend::Backend;
-use crate::background::{self, Background};
 pub use crate::server::app;
 use crate::settings::Settings;
 

@@ -238,3 +238,20 @@ pub trait HealthCheck: std::fmt::Debug + Send + Sync + 'static {
     /// Whether storage answers and every migration is applied.
     async fn readiness(&self) -> Result<Readiness, StoreError>;
 }
+
+/// A change another server (or this one) made to the schemas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// One type's schema was registered or deleted.
+    Changed(TenantId, EventType),
+    /// Changes may have been missed (the listening connection was lost and is back): compare
+    /// everything.
+    Resync,
+}
+
+/// Other servers' schema changes, read while awaited.
+#[async_trait]
+pub trait SchemaChangeFeed: Send {
+    /// The next change; waits while storage is unreachable.
+    async fn next(&mut self) -> SchemaChange;
+}

@@ -7,12 +7,14 @@
 //! outcomes into answers; storage sits behind the domain's traits.
 
 pub mod auth;
+pub mod background;
 pub mod debugger;
 pub mod ingest;
 pub mod limits;
 pub mod schemas;
 pub mod view;
 
+pub use background::Background;
 pub use debugger::DebugHub;
 pub use ingest::{Incoming, Ingest, IngestObserver, Permit, Refusal, MAX_BATCH_ITEMS};
 pub use limits::{Account, RateLimits};

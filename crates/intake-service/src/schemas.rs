@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use intake_domain::{
-    CompiledSchema, EventType, SchemaLimits, SchemaRecord, SchemaStore, StoreError, TenantId,
+    CompiledSchema, EventType, InvalidSchema, SchemaLimits, SchemaPut, SchemaRecord, SchemaStore,
+    StoreError, TenantId,
 };
 use tokio::sync::OnceCell;
 
@@ -99,6 +100,38 @@ impl SchemaCache {
             None => self.remove(tenant, event_type),
         }
         Ok(())
+    }
+
+    /// Registers `document` as the type's next version (unless it equals the latest) and
+    /// checks events against it at once on this server; `Ok(Err(why))` when it is not a JSON
+    /// Schema intake accepts.
+    pub async fn register(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+        document: serde_json::Value,
+    ) -> Result<Result<SchemaPut, InvalidSchema>, StoreError> {
+        let compiled = match CompiledSchema::compile(document, &self.limits) {
+            Ok(compiled) => compiled,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        let put = self.store.put(tenant, event_type, compiled.document()).await?;
+        self.install(&put.record);
+        Ok(Ok(put))
+    }
+
+    /// Stops checking a type, here at once and (through the store) everywhere; `false` when it
+    /// had no schema.
+    pub async fn unregister(
+        &self,
+        tenant: &TenantId,
+        event_type: &EventType,
+    ) -> Result<bool, StoreError> {
+        let deleted = self.store.delete(tenant, event_type).await?;
+        if deleted {
+            self.remove(tenant, event_type);
+        }
+        Ok(deleted)
     }
 
     /// Puts a version in the cache (this server registered it, or the database has it), unless

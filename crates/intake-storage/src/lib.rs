@@ -29,7 +29,7 @@ pub use events::IngestItem;
 pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
 pub use notify::{Listener, Notified, MAX_PAYLOAD};
 pub use relay::RelayClaims;
-pub use schemas::{SchemaChange, SchemaChanges, SCHEMA_CHANNEL};
+pub use schemas::{SchemaChanges, SCHEMA_CHANNEL};
 pub use sqlx::migrate::MigrateError;
 
 /// The migrations in the top-level `migrations/` folder, embedded in the binary.

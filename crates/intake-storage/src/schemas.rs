@@ -4,7 +4,10 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use intake_domain::{EventType, SchemaPut, SchemaRecord, SchemaStore, StoreError, TenantId};
+use intake_domain::{
+    EventType, SchemaChange, SchemaChangeFeed, SchemaPut, SchemaRecord, SchemaStore, StoreError,
+    TenantId,
+};
 use serde_json::Value;
 
 use crate::errors::classify;
@@ -268,16 +271,6 @@ async fn notify(
     Ok(())
 }
 
-/// A change another server (or this one) made to the schemas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchemaChange {
-    /// One type's schema was registered or deleted.
-    Changed(TenantId, EventType),
-    /// Notifications may have been missed (the listening connection was lost and is back):
-    /// compare everything.
-    Resync,
-}
-
 impl PgStore {
     /// Follows [`SCHEMA_CHANNEL`] on a connection of its own, for as long as the receiver is
     /// kept. The connection is re-established after a loss, with a [`SchemaChange::Resync`]
@@ -291,9 +284,9 @@ impl PgStore {
 #[derive(Debug)]
 pub struct SchemaChanges(Listener);
 
-impl SchemaChanges {
-    /// The next change; [`SchemaChange::Resync`] when some may have been missed.
-    pub async fn next(&mut self) -> SchemaChange {
+#[async_trait]
+impl SchemaChangeFeed for SchemaChanges {
+    async fn next(&mut self) -> SchemaChange {
         match self.0.next().await {
             Notified::Payload(payload) => payload
                 .split_once('\n')

@@ -2,7 +2,7 @@
 //! latest or one version, stop validating a type.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use intake_domain::{CompiledSchema, EventType, SchemaRecord};
+use intake_domain::{EventType, SchemaRecord};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -91,10 +91,11 @@ pub(crate) async fn put_schema(
 ) -> Result<HttpResponse, ApiError> {
     let event_type = event_type(&path)?;
     let document = Value::Object(body::json_object(&req, payload, state.schema_body).await?);
-    let compiled = CompiledSchema::compile(document, state.schemas.limits())
+    let put = state
+        .schemas
+        .register(caller.tenant(), &event_type, document)
+        .await?
         .map_err(|e| ApiError::InvalidSchema(e.0))?;
-    let put = state.schemas.store().put(caller.tenant(), &event_type, compiled.document()).await?;
-    state.schemas.install(&put.record);
     let mut response = if put.created { HttpResponse::Created() } else { HttpResponse::Ok() };
     Ok(response.json(SchemaBody::from(put.record)))
 }
@@ -198,9 +199,8 @@ pub(crate) async fn delete_schema(
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let event_type = event_type(&raw).map_err(|_| no_schema(&raw))?;
-    if !state.schemas.store().delete(caller.tenant(), &event_type).await? {
+    if !state.schemas.unregister(caller.tenant(), &event_type).await? {
         return Err(no_schema(&raw));
     }
-    state.schemas.remove(caller.tenant(), &event_type);
     Ok(HttpResponse::NoContent().finish())
 }

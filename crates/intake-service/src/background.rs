@@ -1,4 +1,4 @@
-//! The server's background work, owned: every loop is started here on one [`TaskTracker`] and
+//! The application's background work, owned: every loop is started on one [`TaskTracker`] and
 //! ends when the [`CancellationToken`] is cancelled, so that a stopping server waits for each
 //! (`Background::stop`) before it releases storage. No loop is a detached `spawn`.
 //!
@@ -10,19 +10,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_domain::{DebugMessage, DebugTransport};
-use intake_service::debugger::WATCH_LIFETIME;
-use intake_service::{DebugHub, SchemaCache};
-use intake_storage::{SchemaChange, SchemaChanges};
+use intake_domain::{DebugMessage, DebugTransport, SchemaChange, SchemaChangeFeed};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::debugger::{DebugHub, WATCH_LIFETIME};
+use crate::schemas::SchemaCache;
 
 /// The most debugger messages waiting to be sent; past it they are dropped (a debugger may miss
 /// an entry, ingest never waits).
 const OUTBOX: usize = 10_000;
 
-/// The server's loops and what stops them.
+/// The application's loops and what stops them.
 #[derive(Debug, Clone, Default)]
 pub struct Background {
     tracker: TaskTracker,
@@ -67,7 +67,7 @@ impl Background {
 pub fn follow_schema_changes(
     background: &Background,
     schemas: Arc<SchemaCache>,
-    mut changes: Option<SchemaChanges>,
+    mut changes: Option<Box<dyn SchemaChangeFeed>>,
     recheck: Duration,
 ) {
     background.spawn("schema follower", async move {
