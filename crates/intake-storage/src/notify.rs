@@ -10,9 +10,6 @@ use tokio::sync::mpsc;
 use crate::errors::classify;
 use crate::PgStore;
 
-/// Sends every payload on `channel` in one round trip.
-const NOTIFY_MANY: &str = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload";
-
 /// What a listener hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notified {
@@ -28,12 +25,15 @@ pub const MAX_PAYLOAD: usize = 7900;
 impl PgStore {
     /// Notifies `channel` with each payload (each at most [`MAX_PAYLOAD`] bytes).
     pub async fn notify_many(&self, channel: &str, payloads: &[String]) -> Result<(), StoreError> {
-        sqlx::query(NOTIFY_MANY)
-            .bind(channel)
-            .bind(payloads)
-            .execute(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        // Every payload in one round trip.
+        sqlx::query!(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            channel,
+            payloads,
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 
@@ -47,6 +47,8 @@ impl PgStore {
         tokio::spawn(async move {
             let mut connected_before = false;
             loop {
+                // `PgListener` sends `LISTEN` itself: a channel is an identifier, which no
+                // statement can take as a parameter, so there is nothing here to check.
                 let listener = match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => match listener.listen(channel).await {
                         Ok(()) => Some(listener),
