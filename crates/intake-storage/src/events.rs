@@ -201,13 +201,13 @@ impl EventStore for PgStore {
                 None => sqlx::query_as!(
                     EventRow,
                     r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                          schema_version, cloudevent, tx_id::text AS "tx_text!", seq
-                   FROM events
-                   WHERE tenant_id = $1
-                     AND (tx_id, seq) > ($2::text::xid8, $3)
-                     AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                   ORDER BY events.tx_id, events.seq
-                   LIMIT $4"#,
+                            schema_version, cloudevent, tx_id::text AS "tx_text!", seq
+                     FROM events
+                     WHERE tenant_id = $1
+                       AND (tx_id, seq) > ($2::text::xid8, $3)
+                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                     ORDER BY events.tx_id, events.seq
+                     LIMIT $4"#,
                     tenant.as_str(),
                     after_tx,
                     query.after.seq,
@@ -218,14 +218,14 @@ impl EventStore for PgStore {
                 Some(event_type) => sqlx::query_as!(
                     EventRow,
                     r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                          schema_version, cloudevent, tx_id::text AS "tx_text!", seq
-                   FROM events
-                   WHERE tenant_id = $1
-                     AND (tx_id, seq) > ($2::text::xid8, $3)
-                     AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                     AND event_type = $5
-                   ORDER BY events.tx_id, events.seq
-                   LIMIT $4"#,
+                            schema_version, cloudevent, tx_id::text AS "tx_text!", seq
+                     FROM events
+                     WHERE tenant_id = $1
+                       AND (tx_id, seq) > ($2::text::xid8, $3)
+                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                       AND event_type = $5
+                     ORDER BY events.tx_id, events.seq
+                     LIMIT $4"#,
                     tenant.as_str(),
                     after_tx,
                     query.after.seq,
