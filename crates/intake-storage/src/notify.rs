@@ -25,7 +25,8 @@ pub const MAX_PAYLOAD: usize = 7900;
 impl PgStore {
     /// Notifies `channel` with each payload (each at most [`MAX_PAYLOAD`] bytes).
     pub async fn notify_many(&self, channel: &str, payloads: &[String]) -> Result<(), StoreError> {
-        // Every payload in one round trip.
+        // Every payload in one round trip. (The listener below has no statement of its own to
+        // check: `PgListener` sends `LISTEN`, whose channel is an identifier, not a parameter.)
         sqlx::query!(
             "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
             channel,
@@ -47,8 +48,6 @@ impl PgStore {
         tokio::spawn(async move {
             let mut connected_before = false;
             loop {
-                // `PgListener` sends `LISTEN` itself: a channel is an identifier, which no
-                // statement can take as a parameter, so there is nothing here to check.
                 let listener = match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => match listener.listen(channel).await {
                         Ok(()) => Some(listener),
