@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
+.PHONY: run test lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
 
 # What the tests use beyond cargo: a real OpenAPI validator, schemathesis and the official
 # Python CloudEvents SDK in a virtualenv of their own; the official JavaScript CloudEvents SDK
@@ -31,8 +31,9 @@ run:
 	echo "make run: serving on http://127.0.0.1:8080 with dev token test_123 (Ctrl-C stops)" >&2; \
 	exec $(CARGO) run --quiet --bin intake -- serve
 
-## Formatting, lints, then every test against a real PostgreSQL and a real Redis.
-test: fmt-check lint tools
+## Formatting, the offline SQL data, lints, then every test against a real PostgreSQL and a real
+## Redis.
+test: fmt-check sqlx-check lint tools
 	$(TEST_TOOLS) scripts/db with scripts/redis with scripts/nats with $(CARGO) test --workspace --no-fail-fast
 
 ## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm, and
@@ -81,6 +82,16 @@ openapi:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Regenerates .sqlx/, the offline data of intake-storage's checked SQL statements, from a scratch
+## database with migrations/ applied: run it after changing a statement or adding a migration,
+## and commit .sqlx/.
+sqlx-prepare:
+	CARGO="$(CARGO)" scripts/sqlx-prepare write
+
+## Fails when .sqlx/ is not what sqlx-prepare would write.
+sqlx-check:
+	CARGO="$(CARGO)" scripts/sqlx-prepare check
 
 fmt:
 	$(CARGO) fmt --all

@@ -9,9 +9,6 @@ use sqlx::postgres::PgListener;
 use crate::errors::classify;
 use crate::PgStore;
 
-/// Sends every payload on `channel` in one round trip.
-const NOTIFY_MANY: &str = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload";
-
 /// What a listener hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notified {
@@ -27,12 +24,16 @@ pub const MAX_PAYLOAD: usize = 7900;
 impl PgStore {
     /// Notifies `channel` with each payload (each at most [`MAX_PAYLOAD`] bytes).
     pub async fn notify_many(&self, channel: &str, payloads: &[String]) -> Result<(), StoreError> {
-        sqlx::query(NOTIFY_MANY)
-            .bind(channel)
-            .bind(payloads)
-            .execute(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        // Every payload in one round trip. (The listener below has no statement of its own to
+        // check: `PgListener` sends `LISTEN`, whose channel is an identifier, not a parameter.)
+        sqlx::query!(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            channel,
+            payloads,
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 

@@ -8,48 +8,23 @@ use sqlx::Connection;
 use crate::errors::classify;
 use crate::PgStore;
 
-/// Every tenant with events: a skip scan of `events_feed_idx`, one index probe per tenant.
-const TENANTS: &str = r#"
-WITH RECURSIVE t AS (
-    (SELECT tenant_id FROM events ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT e.tenant_id FROM events e WHERE e.tenant_id > t.tenant_id
-            ORDER BY e.tenant_id LIMIT 1)
-    FROM t WHERE t.tenant_id IS NOT NULL
-)
-SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL
-"#;
-
-const POSITION: &str = "
-SELECT tx_id::text, seq FROM relay_positions WHERE stream = $1 AND tenant_id = $2";
-
-/// Moves a position forward, never back (a relay that lost its claim may still finish a page).
-const SAVE_POSITION: &str = "
-INSERT INTO relay_positions (stream, tenant_id, tx_id, seq)
-VALUES ($1, $2, $3::text::xid8, $4)
-ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE
-SET tx_id = EXCLUDED.tx_id, seq = EXCLUDED.seq, updated_at = now()
-WHERE (relay_positions.tx_id, relay_positions.seq) < (EXCLUDED.tx_id, EXCLUDED.seq)";
-
-/// Events of a tenant after a position, counted up to a cap (the relay's lag).
-const LAG: &str = "
-SELECT count(*) FROM (
-    SELECT 1 FROM events
-    WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
-    LIMIT $4
-) AS behind";
-
-/// A session lock per (stream, tenant): held by one relay process while its connection lives.
-const CLAIM: &str =
-    "SELECT pg_try_advisory_lock(hashtextextended('intake.relay/' || $1 || '/' || $2, 0))";
-
 impl PgStore {
     /// Every tenant that has events.
     pub async fn relay_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
-        let names: Vec<String> = sqlx::query_scalar(TENANTS)
-            .fetch_all(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        // A skip scan of `events_feed_idx`: one index probe per tenant.
+        let names = sqlx::query_scalar!(
+            r#"WITH RECURSIVE t AS (
+                   (SELECT tenant_id FROM events ORDER BY tenant_id LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT e.tenant_id FROM events e WHERE e.tenant_id > t.tenant_id
+                           ORDER BY e.tenant_id LIMIT 1)
+                   FROM t WHERE t.tenant_id IS NOT NULL
+               )
+               SELECT tenant_id AS "tenant_id!" FROM t WHERE tenant_id IS NOT NULL"#
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         names
             .iter()
             .map(|n| TenantId::parse(n).map_err(|e| StoreError::Unknown(anyhow!("{e}"))))
@@ -62,19 +37,23 @@ impl PgStore {
         stream: &str,
         tenant: &TenantId,
     ) -> Result<FeedPosition, StoreError> {
-        let row: Option<(String, i64)> = sqlx::query_as(POSITION)
-            .bind(stream)
-            .bind(tenant.as_str())
-            .fetch_optional(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query!(
+            r#"SELECT tx_id::text AS "tx_text!", seq
+               FROM relay_positions
+               WHERE stream = $1 AND tenant_id = $2"#,
+            stream,
+            tenant.as_str(),
+        )
+        .fetch_optional(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         match row {
             None => Ok(FeedPosition::START),
-            Some((tx, seq)) => Ok(FeedPosition {
-                tx: tx
-                    .parse()
-                    .map_err(|e| StoreError::Unknown(anyhow!("relay tx_id {tx}: {e}")))?,
-                seq,
+            Some(row) => Ok(FeedPosition {
+                tx: row.tx_text.parse().map_err(|e| {
+                    StoreError::Unknown(anyhow!("relay tx_id {}: {e}", row.tx_text))
+                })?,
+                seq: row.seq,
             }),
         }
     }
@@ -86,14 +65,22 @@ impl PgStore {
         tenant: &TenantId,
         position: FeedPosition,
     ) -> Result<(), StoreError> {
-        sqlx::query(SAVE_POSITION)
-            .bind(stream)
-            .bind(tenant.as_str())
-            .bind(position.tx.to_string())
-            .bind(position.seq)
-            .execute(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        // Moves a position forward, never back (a relay that lost its claim may still finish a
+        // page).
+        sqlx::query!(
+            "INSERT INTO relay_positions (stream, tenant_id, tx_id, seq)
+             VALUES ($1, $2, $3::text::xid8, $4)
+             ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE
+             SET tx_id = EXCLUDED.tx_id, seq = EXCLUDED.seq, updated_at = now()
+             WHERE (relay_positions.tx_id, relay_positions.seq) < (EXCLUDED.tx_id, EXCLUDED.seq)",
+            stream,
+            tenant.as_str(),
+            position.tx.to_string(),
+            position.seq,
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 
@@ -104,14 +91,20 @@ impl PgStore {
         position: FeedPosition,
         cap: i64,
     ) -> Result<i64, StoreError> {
-        sqlx::query_scalar(LAG)
-            .bind(tenant.as_str())
-            .bind(position.tx.to_string())
-            .bind(position.seq)
-            .bind(cap)
-            .fetch_one(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "behind!" FROM (
+                   SELECT 1 FROM events
+                   WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
+                   LIMIT $4
+               ) AS behind"#,
+            tenant.as_str(),
+            position.tx.to_string(),
+            position.seq,
+            cap,
+        )
+        .fetch_one(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)
     }
 
     /// A connection of its own to hold a relay's claims: they last as long as it does, and end
@@ -132,12 +125,18 @@ impl RelayClaims {
     /// Claims (stream, tenant) unless another relay holds it; `true` when this one holds it
     /// now (claiming again what it holds is `true` too).
     pub async fn claim(&mut self, stream: &str, tenant: &TenantId) -> Result<bool, StoreError> {
-        sqlx::query_scalar(CLAIM)
-            .bind(stream)
-            .bind(tenant.as_str())
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(classify)
+        // A session lock per (stream, tenant): held by one relay process while its connection
+        // lives.
+        sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_lock(
+                   hashtextextended('intake.relay/' || $1::text || '/' || $2::text, 0)
+               ) AS "claimed!""#,
+            stream,
+            tenant.as_str(),
+        )
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(classify)
     }
 
     /// Whether the connection, and so every claim, still holds.

@@ -17,68 +17,14 @@ use crate::PgStore;
 /// The channel every schema change is announced on, with `<tenant>\n<event type>` as payload.
 pub const SCHEMA_CHANNEL: &str = "intake_schema_changes";
 
-/// Serialises registrations and deletions of one tenant's event type for the rest of the
-/// transaction, including the very first one (which has no row to lock yet).
-const LOCK_TYPE: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended('intake.schema/' || $1 || '/' || $2, 0))";
-
-const HEAD: &str = "
-SELECT h.latest_version, h.active, s.schema
-FROM event_schema_heads h
-JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
-                    AND s.version = h.latest_version
-WHERE h.tenant_id = $1 AND h.event_type = $2";
-
-const INSERT_VERSION: &str = "
-INSERT INTO event_schemas (tenant_id, event_type, version, schema)
-VALUES ($1, $2, $3, $4)
-RETURNING version, created_at, schema";
-
-const UPSERT_HEAD: &str = "
-INSERT INTO event_schema_heads (tenant_id, event_type, latest_version, active)
-VALUES ($1, $2, $3, true)
-ON CONFLICT ON CONSTRAINT event_schema_heads_pkey
-DO UPDATE SET latest_version = EXCLUDED.latest_version, active = true";
-
-const NOTIFY: &str = "SELECT pg_notify($1, $2 || E'\\n' || $3)";
-
-const LATEST: &str = "
-SELECT s.tenant_id, s.event_type, s.version, s.created_at, s.schema
-FROM event_schema_heads h
-JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
-                    AND s.version = h.latest_version
-WHERE h.tenant_id = $1 AND h.event_type = $2 AND h.active";
-
-const VERSION: &str = "
-SELECT tenant_id, event_type, version, created_at, schema
-FROM event_schemas
-WHERE tenant_id = $1 AND event_type = $2 AND version = $3";
-
-const LIST: &str = "
-SELECT s.tenant_id, s.event_type, s.version, s.created_at, s.schema
-FROM event_schema_heads h
-JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
-                    AND s.version = h.latest_version
-WHERE h.tenant_id = $1 AND h.active
-ORDER BY s.event_type";
-
-const DEACTIVATE: &str = "
-UPDATE event_schema_heads SET active = false
-WHERE tenant_id = $1 AND event_type = $2 AND active";
-
-const ACTIVE_VERSIONS: &str = "
-SELECT tenant_id, event_type, latest_version AS version
-FROM event_schema_heads
-WHERE active";
-
-/// A version as the statements above return it.
-#[derive(Debug, sqlx::FromRow)]
+/// A version as the statements below return it.
+#[derive(Debug)]
 struct SchemaRow {
     tenant_id: String,
     event_type: String,
     version: i32,
     created_at: DateTime<Utc>,
-    schema: sqlx::types::Json<Value>,
+    schema: Value,
 }
 
 impl SchemaRow {
@@ -91,7 +37,7 @@ impl SchemaRow {
             event_type: EventType::parse(&self.event_type).map_err(|e| corrupt(e.message))?,
             version: u32::try_from(self.version).map_err(|e| corrupt(e.to_string()))?,
             created_at: self.created_at,
-            schema: self.schema.0,
+            schema: self.schema,
         })
     }
 }
@@ -110,51 +56,61 @@ impl SchemaStore for PgStore {
     ) -> Result<SchemaPut, StoreError> {
         let mut conn = self.acquire().await?;
         let mut tx = begin_locked(&mut conn, tenant, event_type).await?;
-        let head: Option<(i32, bool, sqlx::types::Json<Value>)> = sqlx::query_as(HEAD)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if let Some((version, true, latest)) = &head {
-            if latest.0 == *schema {
-                let record = sqlx::query_as::<_, SchemaRow>(VERSION)
-                    .bind(tenant.as_str())
-                    .bind(event_type.as_str())
-                    .bind(version)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?
+        let head = sqlx::query!(
+            "SELECT h.latest_version, h.active, s.schema
+             FROM event_schema_heads h
+             JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
+                                 AND s.version = h.latest_version
+             WHERE h.tenant_id = $1 AND h.event_type = $2",
+            tenant.as_str(),
+            event_type.as_str(),
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if let Some(head) = &head {
+            if head.active && head.schema == *schema {
+                let record = version_row(&mut tx, tenant, event_type, head.latest_version)
+                    .await?
+                    .ok_or_else(|| StoreError::Unknown(anyhow!("the latest version has no row")))?
                     .into_record()?;
                 tx.rollback().await.map_err(classify)?;
                 return Ok(SchemaPut { record, created: false });
             }
         }
-        let next = head.map_or(1, |(version, _, _)| version + 1);
-        let (version, created_at, stored): (i32, DateTime<Utc>, sqlx::types::Json<Value>) =
-            sqlx::query_as(INSERT_VERSION)
-                .bind(tenant.as_str())
-                .bind(event_type.as_str())
-                .bind(next)
-                .bind(sqlx::types::Json(schema))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
-        sqlx::query(UPSERT_HEAD)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let next = head.map_or(1, |head| head.latest_version + 1);
+        let stored = sqlx::query!(
+            "INSERT INTO event_schemas (tenant_id, event_type, version, schema)
+             VALUES ($1, $2, $3, $4)
+             RETURNING version, created_at, schema",
+            tenant.as_str(),
+            event_type.as_str(),
+            next,
+            schema,
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query!(
+            "INSERT INTO event_schema_heads (tenant_id, event_type, latest_version, active)
+             VALUES ($1, $2, $3, true)
+             ON CONFLICT ON CONSTRAINT event_schema_heads_pkey
+             DO UPDATE SET latest_version = EXCLUDED.latest_version, active = true",
+            tenant.as_str(),
+            event_type.as_str(),
+            stored.version,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         notify(&mut tx, tenant, event_type).await?;
         tx.commit().await.map_err(classify)?;
         let record = SchemaRow {
             tenant_id: tenant.as_str().to_owned(),
             event_type: event_type.as_str().to_owned(),
-            version,
-            created_at,
-            schema: stored,
+            version: stored.version,
+            created_at: stored.created_at,
+            schema: stored.schema,
         }
         .into_record()?;
         Ok(SchemaPut { record, created: true })
@@ -165,12 +121,19 @@ impl SchemaStore for PgStore {
         tenant: &TenantId,
         event_type: &EventType,
     ) -> Result<Option<SchemaRecord>, StoreError> {
-        let row: Option<SchemaRow> = sqlx::query_as(LATEST)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .fetch_optional(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query_as!(
+            SchemaRow,
+            "SELECT s.tenant_id, s.event_type, s.version, s.created_at, s.schema
+             FROM event_schema_heads h
+             JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
+                                 AND s.version = h.latest_version
+             WHERE h.tenant_id = $1 AND h.event_type = $2 AND h.active",
+            tenant.as_str(),
+            event_type.as_str(),
+        )
+        .fetch_optional(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         row.map(SchemaRow::into_record).transpose()
     }
 
@@ -183,35 +146,40 @@ impl SchemaStore for PgStore {
         let Ok(version) = version_column(version) else {
             return Ok(None);
         };
-        let row: Option<SchemaRow> = sqlx::query_as(VERSION)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .bind(version)
-            .fetch_optional(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let row = version_row(&mut *self.acquire().await?, tenant, event_type, version).await?;
         row.map(SchemaRow::into_record).transpose()
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<SchemaRecord>, StoreError> {
-        let rows: Vec<SchemaRow> = sqlx::query_as(LIST)
-            .bind(tenant.as_str())
-            .fetch_all(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let rows = sqlx::query_as!(
+            SchemaRow,
+            "SELECT s.tenant_id, s.event_type, s.version, s.created_at, s.schema
+             FROM event_schema_heads h
+             JOIN event_schemas s ON s.tenant_id = h.tenant_id AND s.event_type = h.event_type
+                                 AND s.version = h.latest_version
+             WHERE h.tenant_id = $1 AND h.active
+             ORDER BY s.event_type",
+            tenant.as_str(),
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         rows.into_iter().map(SchemaRow::into_record).collect()
     }
 
     async fn delete(&self, tenant: &TenantId, event_type: &EventType) -> Result<bool, StoreError> {
         let mut conn = self.acquire().await?;
         let mut tx = begin_locked(&mut conn, tenant, event_type).await?;
-        let deleted = sqlx::query(DEACTIVATE)
-            .bind(tenant.as_str())
-            .bind(event_type.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?
-            .rows_affected()
+        let deleted = sqlx::query!(
+            "UPDATE event_schema_heads SET active = false
+             WHERE tenant_id = $1 AND event_type = $2 AND active",
+            tenant.as_str(),
+            event_type.as_str(),
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected()
             > 0;
         if deleted {
             notify(&mut tx, tenant, event_type).await?;
@@ -221,22 +189,45 @@ impl SchemaStore for PgStore {
     }
 
     async fn active_versions(&self) -> Result<Vec<(TenantId, EventType, u32)>, StoreError> {
-        let rows: Vec<(String, String, i32)> = sqlx::query_as(ACTIVE_VERSIONS)
-            .fetch_all(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let rows = sqlx::query!(
+            "SELECT tenant_id, event_type, latest_version FROM event_schema_heads WHERE active"
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         rows.into_iter()
-            .map(|(tenant, event_type, version)| {
+            .map(|row| {
                 let corrupt =
                     |what: String| StoreError::Unknown(anyhow!("event_schema_heads row: {what}"));
                 Ok((
-                    TenantId::parse(&tenant).map_err(|e| corrupt(e.to_string()))?,
-                    EventType::parse(&event_type).map_err(|e| corrupt(e.message))?,
-                    u32::try_from(version).map_err(|e| corrupt(e.to_string()))?,
+                    TenantId::parse(&row.tenant_id).map_err(|e| corrupt(e.to_string()))?,
+                    EventType::parse(&row.event_type).map_err(|e| corrupt(e.message))?,
+                    u32::try_from(row.latest_version).map_err(|e| corrupt(e.to_string()))?,
                 ))
             })
             .collect()
     }
+}
+
+/// One version of one tenant's event type.
+async fn version_row(
+    conn: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    event_type: &EventType,
+    version: i32,
+) -> Result<Option<SchemaRow>, StoreError> {
+    sqlx::query_as!(
+        SchemaRow,
+        "SELECT tenant_id, event_type, version, created_at, schema
+         FROM event_schemas
+         WHERE tenant_id = $1 AND event_type = $2 AND version = $3",
+        tenant.as_str(),
+        event_type.as_str(),
+        version,
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(classify)
 }
 
 /// A transaction that holds the lock of one tenant's event type until it ends.
@@ -246,12 +237,17 @@ async fn begin_locked<'c>(
     event_type: &EventType,
 ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, StoreError> {
     let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
-    sqlx::query(LOCK_TYPE)
-        .bind(tenant.as_str())
-        .bind(event_type.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+    // Serialises registrations and deletions of one tenant's event type for the rest of the
+    // transaction, including the very first one (which has no row to lock yet).
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(
+             hashtextextended('intake.schema/' || $1::text || '/' || $2::text, 0))",
+        tenant.as_str(),
+        event_type.as_str(),
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
     Ok(tx)
 }
 
@@ -261,13 +257,15 @@ async fn notify(
     tenant: &TenantId,
     event_type: &EventType,
 ) -> Result<(), StoreError> {
-    sqlx::query(NOTIFY)
-        .bind(SCHEMA_CHANNEL)
-        .bind(tenant.as_str())
-        .bind(event_type.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(classify)?;
+    sqlx::query!(
+        r"SELECT pg_notify($1, $2::text || E'\n' || $3::text)",
+        SCHEMA_CHANNEL,
+        tenant.as_str(),
+        event_type.as_str(),
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ fn limit_column(value: u32) -> i32 {
 use crate::PgStore;
 
 /// A token as every statement here returns it (never its hash).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct TokenRow {
     token_id: Uuid,
     tenant_id: String,
@@ -59,78 +59,82 @@ impl TokenRow {
     }
 }
 
-const FIND_ACTIVE: &str = "
-SELECT token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second, rate_burst
-FROM api_tokens
-WHERE token_hash = $1 AND revoked_at IS NULL";
-
-const CREATE: &str = "
-INSERT INTO api_tokens (token_id, token_hash, tenant_id, name, scopes, rate_per_second, rate_burst)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second, rate_burst";
-
-const LIST: &str = "
-SELECT token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second, rate_burst
-FROM api_tokens
-ORDER BY created_at DESC, token_id";
-
-const SET_LIMIT: &str = "
-UPDATE api_tokens SET rate_per_second = $2, rate_burst = $3
-WHERE token_id = $1 AND revoked_at IS NULL";
-
-const REVOKE: &str = "
-UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL";
-
 #[async_trait]
 impl TokenStore for PgStore {
     async fn find_active(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        let row: Option<TokenRow> = sqlx::query_as(FIND_ACTIVE)
-            .bind(&hash.as_bytes()[..])
-            .fetch_optional(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query_as!(
+            TokenRow,
+            "SELECT token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second,
+                    rate_burst
+             FROM api_tokens
+             WHERE token_hash = $1 AND revoked_at IS NULL",
+            &hash.as_bytes()[..],
+        )
+        .fetch_optional(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         row.map(TokenRow::into_record).transpose()
     }
 
     async fn create(&self, token: &NewToken) -> Result<TokenRecord, StoreError> {
-        let scopes: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
-        let row: TokenRow = sqlx::query_as(CREATE)
-            .bind(token.id.as_uuid())
-            .bind(&token.hash.as_bytes()[..])
-            .bind(token.tenant.as_str())
-            .bind(&token.name)
-            .bind(&scopes)
-            .bind(token.limit.map(|l| limit_column(l.per_second)))
-            .bind(token.limit.map(|l| limit_column(l.burst)))
-            .fetch_one(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let scopes: Vec<String> = token.scopes.iter().map(|s| s.as_str().to_owned()).collect();
+        let row = sqlx::query_as!(
+            TokenRow,
+            "INSERT INTO api_tokens (token_id, token_hash, tenant_id, name, scopes, rate_per_second,
+                                     rate_burst)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second,
+                       rate_burst",
+            token.id.as_uuid(),
+            &token.hash.as_bytes()[..],
+            token.tenant.as_str(),
+            &token.name,
+            &scopes,
+            token.limit.map(|l| limit_column(l.per_second)),
+            token.limit.map(|l| limit_column(l.burst)),
+        )
+        .fetch_one(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         row.into_record()
     }
 
     async fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows: Vec<TokenRow> =
-            sqlx::query_as(LIST).fetch_all(&mut *self.acquire().await?).await.map_err(classify)?;
+        let rows = sqlx::query_as!(
+            TokenRow,
+            "SELECT token_id, tenant_id, name, scopes, created_at, revoked_at, rate_per_second,
+                    rate_burst
+             FROM api_tokens
+             ORDER BY created_at DESC, token_id"
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         rows.into_iter().map(TokenRow::into_record).collect()
     }
 
     async fn set_limit(&self, id: TokenId, limit: Option<RateLimit>) -> Result<bool, StoreError> {
-        let done = sqlx::query(SET_LIMIT)
-            .bind(id.as_uuid())
-            .bind(limit.map(|l| limit_column(l.per_second)))
-            .bind(limit.map(|l| limit_column(l.burst)))
-            .execute(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let done = sqlx::query!(
+            "UPDATE api_tokens SET rate_per_second = $2, rate_burst = $3
+             WHERE token_id = $1 AND revoked_at IS NULL",
+            id.as_uuid(),
+            limit.map(|l| limit_column(l.per_second)),
+            limit.map(|l| limit_column(l.burst)),
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn revoke(&self, id: TokenId) -> Result<bool, StoreError> {
-        let done = sqlx::query(REVOKE)
-            .bind(id.as_uuid())
-            .execute(&mut *self.acquire().await?)
-            .await
-            .map_err(classify)?;
+        let done = sqlx::query!(
+            "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+            id.as_uuid(),
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 }
