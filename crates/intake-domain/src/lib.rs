@@ -27,7 +27,7 @@ pub use fingerprint::Fingerprint;
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
     BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
-    SchemaStore, StoreError, TokenStore,
+    RelayClaims, RelayStore, SchemaStore, StoreError, TokenStore,
 };
 pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{
