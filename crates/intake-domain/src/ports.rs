@@ -280,7 +280,7 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
 
 /// The claims of one relay process: each (stream, tenant) is published by one relay at a time.
 #[async_trait]
-pub trait RelayClaims: std::fmt::Debug + Send {
+pub trait RelayClaims: std::fmt::Debug + Send + Sync {
     /// Claims (stream, tenant) unless another holder has it; `true` when this one holds it now
     /// (claiming again what it holds is `true` too).
     async fn claim(&mut self, stream: &str, tenant: &TenantId) -> Result<bool, StoreError>;
