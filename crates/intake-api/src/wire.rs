@@ -58,6 +58,8 @@ fn unescape_sf_string(inner: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::DateTime;
+
     use super::*;
 
     #[test]
