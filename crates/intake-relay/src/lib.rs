@@ -29,11 +29,8 @@ use crate::metrics::RelayMetrics;
 use crate::relay::Relay;
 pub use crate::settings::RelaySettings;
 
-/// Lag is counted up to this many events per tenant.
-pub const LAG_CAP: i64 = 1_000_000;
-
 /// Relays until `shutdown` is cancelled: the page in flight is published and its position
-/// stored first, then the claims are given up and the NATS connection drained. Registers the
+/// stored first, then the claims are given up and the NATS connection closed. Registers the
 /// relay's metrics in `registry` (once per registry). Waits with backoff while NATS or storage
 /// is down; fails only when it cannot start (a bad NATS URL, metrics already registered).
 pub async fn run(
@@ -48,12 +45,7 @@ pub async fn run(
         .connect(&settings.nats_url)
         .await
         .with_context(|| format!("cannot reach NATS at {}", settings.nats_url))?;
-    let mut relay = Relay::new(store, client.clone(), settings, metrics, shutdown);
-    relay.run().await;
-    // Gives up the claims before the connection goes.
-    drop(relay);
-    if let Err(error) = client.drain().await {
-        tracing::debug!(%error, "cannot drain the NATS connection");
-    }
+    Relay::new(store, client, settings, metrics, shutdown).run().await;
+    // Dropped here: the claims (given up) and the last handle of the NATS connection (closed).
     Ok(())
 }

@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::RelayMetrics;
 use crate::settings::RelaySettings;
-use crate::LAG_CAP;
+
+/// Lag is counted up to this many events per tenant.
+const LAG_CAP: i64 = 1_000_000;
 
 /// One relay process's state.
 #[derive(Debug)]
