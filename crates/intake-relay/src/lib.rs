@@ -5,9 +5,9 @@
 //! Exactly once, effectively: a tenant's position is stored only after JetStream acknowledged
 //! every event up to it, so a relay killed at any moment re-publishes at most the page it was
 //! on, and JetStream's duplicate window drops those by their message id. Several relays may
-//! run: each (stream, tenant) is claimed through [`intake_domain::RelayClaims`] (in PostgreSQL, a session lock
-//! held on a connection of the relay's own), which end with the relay; the others take over a
-//! dead relay's tenants at their next look (`relay.claim_secs`).
+//! run: each (stream, tenant) is claimed through [`intake_domain::RelayClaims`] (in PostgreSQL,
+//! a session lock held on a connection of the relay's own), and the claims end with the relay;
+//! the others take over a dead relay's tenants at their next look (`relay.claim_secs`).
 //!
 //! This crate owns the relay's loop, its NATS JetStream client, its settings and its metrics'
 //! names. It reaches storage only through the domain's [`RelayStore`] port, and must not know

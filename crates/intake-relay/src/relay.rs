@@ -134,7 +134,11 @@ impl Relay {
                 Ok(full) => busy |= full,
                 Err(error) => {
                     self.metrics.errors.inc();
-                    tracing::warn!(tenant = %tenant, error = %format!("{error:#}"), "a page was not published; retrying");
+                    tracing::warn!(
+                        tenant = %tenant,
+                        error = %format!("{error:#}"),
+                        "a page was not published; retrying"
+                    );
                     self.pause(Duration::from_millis(500)).await;
                 }
             }
