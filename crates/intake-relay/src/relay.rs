@@ -2,6 +2,7 @@
 //! owned tenant, store how far it got.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,9 +66,14 @@ impl Relay {
 
     /// Sleeps for `duration`, or until the shutdown.
     async fn pause(&self, duration: Duration) {
+        self.until_shutdown(tokio::time::sleep(duration)).await;
+    }
+
+    /// What `work` gives, unless the shutdown comes first (then `None`: nothing waits on it).
+    async fn until_shutdown<F: Future>(&self, work: F) -> Option<F::Output> {
         tokio::select! {
-            () = tokio::time::sleep(duration) => {}
-            () = self.shutdown.cancelled() => {}
+            output = work => Some(output),
+            () = self.shutdown.cancelled() => None,
         }
     }
 
@@ -84,33 +90,26 @@ impl Relay {
                 duplicate_window: window,
                 ..Default::default()
             };
-            let attempt = async {
-                let mut existing = self
-                    .jetstream
-                    .get_or_create_stream(config)
-                    .await
-                    .context("cannot create the stream")?;
-                existing.info().await.cloned().context("cannot read the stream")
-            };
-            let outcome = tokio::select! {
-                outcome = attempt => outcome,
-                () = self.shutdown.cancelled() => return,
-            };
-            match outcome {
-                Ok(info) => {
-                    let fits = info.config.subjects.contains(&wanted);
-                    if !fits || info.config.duplicate_window < window {
-                        tracing::warn!(
-                            stream = %self.settings.stream,
-                            subjects = ?info.config.subjects,
-                            duplicate_window = ?info.config.duplicate_window,
-                            "the existing stream does not capture {wanted} or keeps duplicates \
-                             out for less than {window:?}"
-                        );
+            match self.until_shutdown(self.jetstream.get_or_create_stream(config)).await {
+                None => return,
+                Some(Ok(mut existing)) => match self.until_shutdown(existing.info()).await {
+                    None => return,
+                    Some(Ok(info)) => {
+                        let fits = info.config.subjects.contains(&wanted);
+                        if !fits || info.config.duplicate_window < window {
+                            tracing::warn!(
+                                stream = %self.settings.stream,
+                                subjects = ?info.config.subjects,
+                                duplicate_window = ?info.config.duplicate_window,
+                                "the existing stream does not capture {wanted} or keeps \
+                                 duplicates out for less than {window:?}"
+                            );
+                        }
+                        return;
                     }
-                    return;
-                }
-                Err(error) => tracing::warn!(error = %format!("{error:#}"), "retrying"),
+                    Some(Err(error)) => tracing::warn!(%error, "cannot read the stream; retrying"),
+                },
+                Some(Err(error)) => tracing::warn!(%error, "cannot create the stream; retrying"),
             }
             self.pause(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
