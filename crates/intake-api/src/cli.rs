@@ -1,5 +1,4 @@
-//! The `intake` command line: `serve` (the default), `migrate`, `tokens create|list|revoke`,
-//! `relay`.
+//! The `intake` command line: `serve` (the default), `migrate`, `tokens create|list|revoke`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -95,7 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::Tokens(command) => tokens(&settings, command).await,
-        Command::Relay => crate::relay_server::run(&settings).await,
+        Command::Relay => crate::relay::run(&settings).await,
         Command::Openapi => Ok(()),
     }
 }

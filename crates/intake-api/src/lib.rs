@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
-pub mod relay_server;
+pub mod relay;
 pub mod request_context;
 pub mod routes;
 pub mod settings;

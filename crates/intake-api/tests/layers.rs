@@ -27,7 +27,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("openapi", 4),
     ("startup", 4),
     ("cli", 4),
-    ("relay_server", 4),
+    ("relay", 4),
 ];
 
 fn floor(module: &str) -> Option<u8> {
