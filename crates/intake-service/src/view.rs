@@ -13,7 +13,7 @@ pub fn format_timestamp(instant: DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// An event as intake returns it.
+/// An event as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct EventBody {
     /// The event's id.
@@ -77,5 +77,18 @@ impl From<&Ingested> for Accepted {
             received_at: format_timestamp(i.received_at),
             deduplicated: i.deduplicated,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_in_utc_with_as_few_fractional_digits_as_needed() {
+        let at = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).expect("in range");
+        assert_eq!(format_timestamp(at(1_766_399_400_000_000)), "2025-12-22T10:30:00Z");
+        assert_eq!(format_timestamp(at(1_766_399_400_120_000)), "2025-12-22T10:30:00.120Z");
+        assert_eq!(format_timestamp(at(1_766_399_400_000_001)), "2025-12-22T10:30:00.000001Z");
     }
 }
