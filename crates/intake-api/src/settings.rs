@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use intake_domain::{Limits, Scope, TenantId};
+pub use intake_relay::RelaySettings;
 use serde::Deserialize;
 
 /// Every setting; `config/base.toml` documents each key.
@@ -25,7 +26,7 @@ pub struct Settings {
     /// Event schemas.
     pub schemas: SchemaSettings,
     /// `intake relay`.
-    pub relay: RelaySettings,
+    pub relay: RelayConfig,
     /// Authentication.
     pub auth: AuthSettings,
     /// Logging.
@@ -152,25 +153,15 @@ impl LimitSettings {
     }
 }
 
-/// `[relay]`
+/// `[relay]`: the relay's own settings, and the port `intake relay` answers on.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RelaySettings {
-    /// The NATS server.
-    pub nats_url: String,
-    /// Subjects are `<prefix>.<tenant>.<event_type>`.
-    pub subject_prefix: String,
-    /// The JetStream stream, capturing `<prefix>.>`.
-    pub stream: String,
+pub struct RelayConfig {
     /// The port of the relay's `/healthz` and `/metrics`.
     pub metrics_port: u16,
-    /// The stream's duplicate window (created streams; an existing one must have at least this).
-    pub duplicate_window_secs: u64,
-    /// Events published per round trip of acknowledgements.
-    pub page_size: u16,
-    /// How long an idle relay waits before looking for new events.
-    pub poll_ms: u64,
-    /// How often a relay looks for tenants nobody relays (new ones, or a dead relay's).
-    pub claim_secs: u64,
+    /// Every other key of the section: what `intake-relay` is told (NATS, the stream, pages,
+    /// polling and claims).
+    #[serde(flatten)]
+    pub publish: RelaySettings,
 }
 
 /// `[schemas]`
@@ -267,6 +258,16 @@ impl Settings {
 
     /// Loads the settings of `profile` from `dir`, with the environment's overrides.
     pub fn load_profile(dir: &Path, profile: &str) -> anyhow::Result<Self> {
+        Self::load_with(dir, profile, None)
+    }
+
+    /// Like [`Settings::load_profile`], with `INTAKE__…` overrides from `variables` instead of
+    /// the environment when given.
+    fn load_with(
+        dir: &Path,
+        profile: &str,
+        variables: Option<config::Map<String, String>>,
+    ) -> anyhow::Result<Self> {
         let base = dir.join("base.toml");
         let profile_file = dir.join(format!("{profile}.toml"));
         if !base.is_file() {
@@ -285,7 +286,8 @@ impl Settings {
                 config::Environment::with_prefix("INTAKE")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(variables),
             )
             .set_override_option("database.url", std::env::var("DATABASE_URL").ok())?
             .build()
@@ -313,5 +315,33 @@ impl Settings {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_section_reads_into_the_relays_settings_with_overrides() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let variables = [
+            ("INTAKE__RELAY__METRICS_PORT", "9999"),
+            ("INTAKE__RELAY__PAGE_SIZE", "20"),
+            ("INTAKE__RELAY__CLAIM_SECS", "1"),
+            ("INTAKE__RELAY__STREAM", "INTAKE_TEST"),
+        ];
+        let variables = variables.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let settings = Settings::load_with(&dir, "local", Some(variables)).expect("settings");
+        assert_eq!(settings.relay.metrics_port, 9999);
+        let relay = &settings.relay.publish;
+        assert_eq!(
+            (relay.page_size, relay.claim_secs, relay.stream.as_str()),
+            (20, 1, "INTAKE_TEST")
+        );
+        // The rest from config/base.toml.
+        assert_eq!(relay.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(relay.subject_prefix, "intake");
+        assert_eq!((relay.duplicate_window_secs, relay.poll_ms), (120, 200));
     }
 }

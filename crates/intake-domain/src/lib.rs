@@ -29,7 +29,7 @@ pub use fingerprint::Fingerprint;
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
     BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
-    SchemaChange, SchemaChangeFeed, SchemaStore, StoreError, TokenStore,
+    RelayClaims, RelayStore, SchemaChange, SchemaChangeFeed, SchemaStore, StoreError, TokenStore,
 };
 pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{

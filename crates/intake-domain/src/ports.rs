@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::event::{EventId, TenantId};
-use crate::feed::{FeedPage, FeedQuery, StoredEvent};
+use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
 use crate::new_event::NewEvent;
 use crate::rate::RateLimit;
@@ -254,4 +254,55 @@ pub enum SchemaChange {
 pub trait SchemaChangeFeed: Send {
     /// The next change; waits while storage is unreachable.
     async fn next(&mut self) -> SchemaChange;
+}
+
+/// What `intake relay` needs from storage: which tenants have events, how far each tenant's
+/// feed was published into a stream, the feed itself, and claims that keep two relays from
+/// publishing one (stream, tenant) at once.
+#[async_trait]
+pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
+    /// Every tenant that has events.
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// How far the tenant's feed was published into `stream` ([`FeedPosition::START`] when
+    /// never).
+    async fn position(&self, stream: &str, tenant: &TenantId) -> Result<FeedPosition, StoreError>;
+
+    /// Records that `stream` acknowledged everything of the tenant's feed up to `position`. A
+    /// position never moves back: saving one behind the stored one changes nothing (a relay
+    /// that lost its claim may still finish a page).
+    async fn save_position(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        position: FeedPosition,
+    ) -> Result<(), StoreError>;
+
+    /// How many of the tenant's events come after `position`, counted up to `cap`.
+    async fn lag(
+        &self,
+        tenant: &TenantId,
+        position: FeedPosition,
+        cap: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// A page of the tenant's feed, as [`EventStore::feed_page`] reads it.
+    async fn feed_page(&self, tenant: &TenantId, query: &FeedQuery)
+        -> Result<FeedPage, StoreError>;
+
+    /// A holder of claims of its own (in PostgreSQL, a connection of its own): its claims last
+    /// as long as it does, and end with it, or with the process.
+    async fn claims(&self) -> Result<Box<dyn RelayClaims>, StoreError>;
+}
+
+/// The claims of one relay process: each (stream, tenant) is published by one relay at a time.
+#[async_trait]
+pub trait RelayClaims: std::fmt::Debug + Send + Sync {
+    /// Claims (stream, tenant) unless another holder has it; `true` when this one holds it now
+    /// (claiming again what it holds is `true` too).
+    async fn claim(&mut self, stream: &str, tenant: &TenantId) -> Result<bool, StoreError>;
+
+    /// Whether every claim still holds; once `false`, they are all gone (another relay may own
+    /// them now) and this holder is of no more use.
+    async fn alive(&mut self) -> bool;
 }

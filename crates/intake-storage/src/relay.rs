@@ -2,7 +2,10 @@
 //! feed was published into each stream, and which relay process owns which (stream, tenant).
 
 use anyhow::anyhow;
-use intake_domain::{FeedPosition, StoreError, TenantId};
+use async_trait::async_trait;
+use intake_domain::{
+    EventStore, FeedPage, FeedPosition, FeedQuery, RelayStore, StoreError, TenantId,
+};
 use sqlx::Connection;
 
 use crate::errors::classify;
@@ -142,5 +145,59 @@ impl RelayClaims {
     /// Whether the connection, and so every claim, still holds.
     pub async fn alive(&mut self) -> bool {
         self.conn.ping().await.is_ok()
+    }
+}
+
+/// The relay's port, on the statements above.
+#[async_trait]
+impl RelayStore for PgStore {
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.relay_tenants().await
+    }
+
+    async fn position(&self, stream: &str, tenant: &TenantId) -> Result<FeedPosition, StoreError> {
+        self.relay_position(stream, tenant).await
+    }
+
+    async fn save_position(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        position: FeedPosition,
+    ) -> Result<(), StoreError> {
+        self.save_relay_position(stream, tenant, position).await
+    }
+
+    async fn lag(
+        &self,
+        tenant: &TenantId,
+        position: FeedPosition,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        self.relay_lag(tenant, position, cap).await
+    }
+
+    async fn feed_page(
+        &self,
+        tenant: &TenantId,
+        query: &FeedQuery,
+    ) -> Result<FeedPage, StoreError> {
+        EventStore::feed_page(self, tenant, query).await
+    }
+
+    async fn claims(&self) -> Result<Box<dyn intake_domain::RelayClaims>, StoreError> {
+        Ok(Box::new(self.relay_claims().await?))
+    }
+}
+
+/// The port's claims: session locks on this connection.
+#[async_trait]
+impl intake_domain::RelayClaims for RelayClaims {
+    async fn claim(&mut self, stream: &str, tenant: &TenantId) -> Result<bool, StoreError> {
+        RelayClaims::claim(self, stream, tenant).await
+    }
+
+    async fn alive(&mut self) -> bool {
+        RelayClaims::alive(self).await
     }
 }

@@ -1,0 +1,39 @@
+//! The relay's metrics, registered in the registry the caller serves.
+
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The relay's metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct RelayMetrics {
+    /// Events JetStream acknowledged, by tenant.
+    pub(crate) published: IntCounterVec,
+    /// Pages that could not be published.
+    pub(crate) errors: IntCounter,
+    /// Events stored but not yet published, by tenant.
+    pub(crate) lag: IntGaugeVec,
+}
+
+impl RelayMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let published = IntCounterVec::new(
+            Opts::new(
+                "intake_relay_published_events_total",
+                "Events JetStream acknowledged, by tenant.",
+            ),
+            &["tenant"],
+        )?;
+        let errors = IntCounter::new(
+            "intake_relay_publish_errors_total",
+            "Pages that could not be published (NATS down, no acknowledgement); retried.",
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new("intake_relay_lag_events", "Events stored but not yet published, by tenant."),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(published.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        Ok(Self { published, errors, lag })
+    }
+}

@@ -1,0 +1,292 @@
+//! The relay's loop against the PostgreSQL store (each test gets its own migrated database) and
+//! a real NATS with JetStream (`INTAKE_TEST_NATS_URL`; `make test` finds or starts one:
+//! scripts/nats), with no HTTP and no binary: what reaches the stream, in what order, and that
+//! cancelling the token ends the loop and gives up its claims.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use chrono::Utc;
+use futures_util::StreamExt;
+use intake_domain::{
+    EventData, EventId, EventStore, EventType, IdempotencyKey, Limits, NewEvent, OccurredAt,
+    RelayStore, TenantId,
+};
+use intake_relay::RelaySettings;
+use intake_storage::PgStore;
+use prometheus::Registry;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+fn nats_url() -> String {
+    std::env::var("INTAKE_TEST_NATS_URL").unwrap_or_else(|_| {
+        panic!(
+            "set INTAKE_TEST_NATS_URL to a NATS with JetStream (`scripts/nats with cargo test -p \
+             intake-relay`, or `make test`, finds or starts one)"
+        )
+    })
+}
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("valid tenant")
+}
+
+fn event(event_type: &str, key: &str, n: usize) -> NewEvent {
+    let limits = Limits::default();
+    NewEvent::new(
+        EventType::parse(event_type).expect("type"),
+        OccurredAt::parse("2025-12-22T10:30:00Z", Utc::now(), &limits).expect("time"),
+        IdempotencyKey::parse(key).expect("key"),
+        EventData::parse(json!({ "n": n }), &limits).expect("data"),
+    )
+}
+
+/// Stores `count` events for each tenant, interleaved, starting at `n = from`; the ids each
+/// tenant got, in the order stored.
+async fn store_events(
+    store: &PgStore,
+    tenants: &[&TenantId],
+    from: usize,
+    count: usize,
+) -> HashMap<TenantId, Vec<EventId>> {
+    let mut ids: HashMap<TenantId, Vec<EventId>> = HashMap::new();
+    for n in from..from + count {
+        for tenant in tenants {
+            let event_type = if n % 2 == 0 { "order.placed" } else { "order.paid" };
+            let ingested = store
+                .ingest(
+                    tenant,
+                    &event(event_type, &format!("k-{n}"), n),
+                    EventId::generate(Utc::now()),
+                )
+                .await
+                .expect("stored");
+            assert!(!ingested.deduplicated);
+            ids.entry((*tenant).clone()).or_default().push(ingested.event_id);
+        }
+    }
+    ids
+}
+
+/// A stream and subject prefix of the test's own, on the shared NATS.
+struct Stream {
+    name: String,
+    prefix: String,
+}
+
+impl Stream {
+    fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self { name: format!("INTAKE_RELAY_TEST_{id}"), prefix: format!("r{id}") }
+    }
+
+    fn settings(&self) -> RelaySettings {
+        RelaySettings {
+            nats_url: nats_url(),
+            subject_prefix: self.prefix.clone(),
+            stream: self.name.clone(),
+            duplicate_window_secs: 120,
+            // Several pages per tenant.
+            page_size: 4,
+            poll_ms: 20,
+            claim_secs: 1,
+        }
+    }
+
+    /// Every message in the stream, in stream order, once it holds `expected`: (subject,
+    /// Nats-Msg-Id, body).
+    async fn messages(&self, expected: usize) -> Vec<(String, String, Value)> {
+        let client = async_nats::connect(nats_url()).await.expect("nats");
+        let js = jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut stream) = js.get_stream(&self.name).await {
+                let count = stream.info().await.expect("info").state.messages as usize;
+                if count >= expected {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "only {count} of {expected} messages arrived");
+            } else {
+                assert!(Instant::now() < deadline, "the relay never created the stream");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stream = js.get_stream(&self.name).await.expect("stream");
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let mut messages = consumer
+            .fetch()
+            .max_messages(expected + 100)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        let mut out = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.expect("message");
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string())
+                .expect("Nats-Msg-Id");
+            out.push((
+                message.subject.to_string(),
+                id,
+                serde_json::from_slice(&message.payload).expect("json"),
+            ));
+        }
+        out
+    }
+
+    async fn delete(&self) {
+        if let Ok(client) = async_nats::connect(nats_url()).await {
+            let _ = jetstream::new(client).delete_stream(&self.name).await;
+        }
+    }
+}
+
+/// The relay's loop in a task of the test's own.
+fn start(
+    store: &PgStore,
+    settings: RelaySettings,
+    registry: &Registry,
+    shutdown: &CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let store: Arc<dyn RelayStore> = Arc::new(store.clone());
+    let registry = registry.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move { intake_relay::run(store, settings, &registry, shutdown).await })
+}
+
+/// Cancels the token and waits for the loop to end, which it must do promptly and cleanly.
+async fn stop(shutdown: &CancellationToken, relay: JoinHandle<anyhow::Result<()>>) {
+    assert!(!relay.is_finished(), "the loop runs until it is cancelled");
+    shutdown.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(10), relay)
+        .await
+        .expect("the loop ends within 10 s of the cancellation");
+    ended.expect("the loop's task did not panic").expect("the loop ends without an error");
+}
+
+/// `intake_relay_published_events_total{tenant}` in `registry`.
+fn published(registry: &Registry, tenant: &str) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "intake_relay_published_events_total")
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| metric.get_label().iter().any(|l| l.value() == tenant))
+        .map(|metric| metric.get_counter().get_value() as u64)
+        .sum()
+}
+
+/// Waits until the relay's metrics count `expected` events published for `tenant`.
+async fn published_reaches(registry: &Registry, tenant: &str, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while published(registry, tenant) < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{tenant}: {} of {expected} events published",
+            published(registry, tenant)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn the_loop_publishes_each_tenants_events_once_in_feed_order_and_ends_when_cancelled(
+    pool: PgPool,
+) {
+    let store = PgStore::new(pool);
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let stored = store_events(&store, &[&acme, &globex], 0, 10).await;
+    let stream = Stream::new();
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+
+    let messages = stream.messages(20).await;
+    assert_eq!(messages.len(), 20, "each event once");
+    let mut per_tenant: HashMap<String, Vec<String>> = HashMap::new();
+    for (subject, id, body) in &messages {
+        let parts: Vec<&str> = subject.splitn(3, '.').collect();
+        assert_eq!(parts.len(), 3, "{subject}");
+        assert_eq!(parts[0], stream.prefix);
+        assert_eq!(parts[2], body["event_type"], "{subject}");
+        assert_eq!(&body["event_id"], id, "Nats-Msg-Id is the event's id");
+        assert_eq!(
+            body["data"]["n"].as_u64().map(|n| n % 2 == 0),
+            Some(parts[2] == "order.placed")
+        );
+        per_tenant.entry(parts[1].to_owned()).or_default().push(id.clone());
+    }
+    for tenant in [&acme, &globex] {
+        let expected: Vec<String> = stored[tenant].iter().map(ToString::to_string).collect();
+        assert_eq!(per_tenant[tenant.as_str()], expected, "{tenant}: every event, in feed order");
+    }
+    assert_eq!(per_tenant.len(), 2);
+    // The body is the event as the API reads it.
+    let first = store.get(&acme, stored[&acme][0]).await.expect("get").expect("stored");
+    let body = messages.iter().find(|(_, id, _)| id == &stored[&acme][0].to_string());
+    let expected = serde_json::to_value(intake_service::EventBody::from(first)).expect("json");
+    assert_eq!(body.map(|(_, _, body)| body), Some(&expected));
+    published_reaches(&registry, "acme", 10).await;
+    published_reaches(&registry, "globex", 10).await;
+
+    stop(&shutdown, relay).await;
+    // Its position is stored, past every event.
+    for tenant in [&acme, &globex] {
+        let position = store.position(&stream.name, tenant).await.expect("position");
+        assert_eq!(store.lag(tenant, position, 100).await.expect("lag"), 0, "{tenant}");
+    }
+    // And its claims went with it: another relay may take the tenants now.
+    let mut claims = store.claims().await.expect("claims");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !claims.claim(&stream.name, &acme).await.expect("claim") {
+        assert!(Instant::now() < deadline, "the stopped relay still holds its claim");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.delete().await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_restarted_loop_goes_on_from_the_stored_positions(pool: PgPool) {
+    let store = PgStore::new(pool);
+    let acme = tenant("acme");
+    let stream = Stream::new();
+    let before = store_events(&store, &[&acme], 0, 6).await;
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+    published_reaches(&registry, "acme", 6).await;
+    stop(&shutdown, relay).await;
+
+    // Stored while no relay runs.
+    let after = store_events(&store, &[&acme], 6, 5).await;
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+    published_reaches(&registry, "acme", 5).await;
+    let messages = stream.messages(11).await;
+    // Nothing published twice (the duplicate window would hide it in the stream, not here).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(published(&registry, "acme"), 5, "the restarted relay published only the new ones");
+    stop(&shutdown, relay).await;
+
+    let ids: Vec<&String> = messages.iter().map(|(_, id, _)| id).collect();
+    let expected: Vec<String> =
+        before[&acme].iter().chain(&after[&acme]).map(ToString::to_string).collect();
+    assert_eq!(ids, expected.iter().collect::<Vec<_>>(), "every event once, in feed order");
+    stream.delete().await;
+}
