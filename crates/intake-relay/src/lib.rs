@@ -17,6 +17,8 @@
 mod metrics;
 mod relay;
 mod settings;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -7,29 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer};
 use chrono::Utc;
-use futures_util::StreamExt;
 use intake_domain::{
     EventData, EventId, EventStore, EventType, IdempotencyKey, Limits, NewEvent, OccurredAt,
     RelayStore, TenantId,
 };
+use intake_relay::testing::{nats_url, TestStream};
 use intake_relay::RelaySettings;
 use intake_storage::PgStore;
 use prometheus::Registry;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-fn nats_url() -> String {
-    std::env::var("INTAKE_TEST_NATS_URL").unwrap_or_else(|_| {
-        panic!(
-            "set INTAKE_TEST_NATS_URL to a NATS with JetStream (`scripts/nats with cargo test -p \
-             intake-relay`, or `make test`, finds or starts one)"
-        )
-    })
-}
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant")
@@ -73,15 +63,19 @@ async fn store_events(
 }
 
 /// A stream and subject prefix of the test's own, on the shared NATS.
-struct Stream {
-    name: String,
-    prefix: String,
+struct Stream(TestStream);
+
+impl std::ops::Deref for Stream {
+    type Target = TestStream;
+
+    fn deref(&self) -> &TestStream {
+        &self.0
+    }
 }
 
 impl Stream {
     fn new() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        Self { name: format!("INTAKE_RELAY_TEST_{id}"), prefix: format!("r{id}") }
+        Self(TestStream::default())
     }
 
     fn settings(&self) -> RelaySettings {
@@ -94,64 +88,6 @@ impl Stream {
             page_size: 4,
             poll_ms: 20,
             claim_secs: 1,
-        }
-    }
-
-    /// Every message in the stream, in stream order, once it holds `expected`: (subject,
-    /// Nats-Msg-Id, body).
-    async fn messages(&self, expected: usize) -> Vec<(String, String, Value)> {
-        let client = async_nats::connect(nats_url()).await.expect("nats");
-        let js = jetstream::new(client);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut stream) = js.get_stream(&self.name).await {
-                let count = stream.info().await.expect("info").state.messages as usize;
-                if count >= expected {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "only {count} of {expected} messages arrived");
-            } else {
-                assert!(Instant::now() < deadline, "the relay never created the stream");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let stream = js.get_stream(&self.name).await.expect("stream");
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ack_policy: consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .expect("consumer");
-        let mut messages = consumer
-            .fetch()
-            .max_messages(expected + 100)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        let mut out = Vec::new();
-        while let Some(message) = messages.next().await {
-            let message = message.expect("message");
-            let id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.to_string())
-                .expect("Nats-Msg-Id");
-            out.push((
-                message.subject.to_string(),
-                id,
-                serde_json::from_slice(&message.payload).expect("json"),
-            ));
-        }
-        out
-    }
-
-    async fn delete(&self) {
-        if let Ok(client) = async_nats::connect(nats_url()).await {
-            let _ = jetstream::new(client).delete_stream(&self.name).await;
         }
     }
 }
@@ -216,7 +152,7 @@ async fn the_loop_publishes_each_tenants_events_once_in_feed_order_and_ends_when
     let shutdown = CancellationToken::new();
     let relay = start(&store, stream.settings(), &registry, &shutdown);
 
-    let messages = stream.messages(20).await;
+    let messages = stream.messages(20, Duration::from_secs(30)).await;
     assert_eq!(messages.len(), 20, "each event once");
     let mut per_tenant: HashMap<String, Vec<String>> = HashMap::new();
     for (subject, id, body) in &messages {
@@ -278,7 +214,7 @@ async fn a_restarted_loop_goes_on_from_the_stored_positions(pool: PgPool) {
     let shutdown = CancellationToken::new();
     let relay = start(&store, stream.settings(), &registry, &shutdown);
     published_reaches(&registry, "acme", 5).await;
-    let messages = stream.messages(11).await;
+    let messages = stream.messages(11, Duration::from_secs(30)).await;
     // Nothing published twice (the duplicate window would hide it in the stream, not here).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(published(&registry, "acme"), 5, "the restarted relay published only the new ones");

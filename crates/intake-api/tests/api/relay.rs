@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
+use async_nats::jetstream;
+use intake_relay::testing::{nats_url, TestStream};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -14,22 +14,20 @@ use sqlx::PgPool;
 use crate::helpers::{create_token, free_port, DEV_TOKEN};
 use crate::process::{database_url, ServeProcess};
 
-fn nats_url() -> String {
-    std::env::var("INTAKE_TEST_NATS_URL").unwrap_or_else(|_| {
-        panic!("set INTAKE_TEST_NATS_URL to a NATS with JetStream (make test finds or starts one)")
-    })
-}
-
 /// A stream and subject prefix of the test's own, on the shared NATS.
-struct Stream {
-    name: String,
-    prefix: String,
+struct Stream(TestStream);
+
+impl std::ops::Deref for Stream {
+    type Target = TestStream;
+
+    fn deref(&self) -> &TestStream {
+        &self.0
+    }
 }
 
 impl Stream {
     fn new() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        Self { name: format!("INTAKE_TEST_{id}"), prefix: format!("t{id}") }
+        Self(TestStream::default())
     }
 
     fn settings(&self) -> Vec<(&'static str, String)> {
@@ -40,54 +38,6 @@ impl Stream {
             ("INTAKE__RELAY__CLAIM_SECS", "1".into()),
             ("INTAKE__RELAY__POLL_MS", "50".into()),
         ]
-    }
-
-    /// Every message in the stream, in stream order: (subject, Nats-Msg-Id, body).
-    async fn messages(&self, expected: usize) -> Vec<(String, String, Value)> {
-        let client = async_nats::connect(nats_url()).await.expect("nats");
-        let js = jetstream::new(client);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut stream = js.get_stream(&self.name).await.expect("the relay created the stream");
-            let count = stream.info().await.expect("info").state.messages as usize;
-            if count >= expected {
-                break;
-            }
-            assert!(Instant::now() < deadline, "only {count} of {expected} messages arrived");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let stream = js.get_stream(&self.name).await.expect("stream");
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ack_policy: consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .expect("consumer");
-        let mut messages = consumer
-            .fetch()
-            .max_messages(expected + 100)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("fetch");
-        let mut out = Vec::new();
-        while let Some(message) = messages.next().await {
-            let message = message.expect("message");
-            let id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.to_string())
-                .expect("Nats-Msg-Id");
-            out.push((
-                message.subject.to_string(),
-                id,
-                serde_json::from_slice(&message.payload).expect("json"),
-            ));
-        }
-        out
     }
 
     /// Waits until the stream holds at least `n` messages; how many it holds then.
@@ -104,12 +54,6 @@ impl Stream {
             }
             assert!(Instant::now() < deadline, "the relay published nothing");
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn delete(&self) {
-        if let Ok(client) = async_nats::connect(nats_url()).await {
-            let _ = jetstream::new(client).delete_stream(&self.name).await;
         }
     }
 }
@@ -153,7 +97,7 @@ async fn every_event_reaches_jetstream_once_in_feed_order_per_tenant(pool: PgPoo
         post(&client, &server.base, DEV_TOKEN, &format!("dev-{n}"), n).await;
         post(&client, &server.base, &acme, &format!("acme-{n}"), n).await;
     }
-    let messages = stream.messages(60).await;
+    let messages = stream.messages(60, Duration::from_secs(60)).await;
     assert_eq!(messages.len(), 60, "each event once");
     let ids: HashSet<&String> = messages.iter().map(|(_, id, _)| id).collect();
     assert_eq!(ids.len(), 60);
@@ -222,7 +166,7 @@ async fn kill_9_mid_stream_and_two_relays_still_publish_each_event_once(pool: Pg
     // Two relays at once: one of them takes the tenant over.
     let second = ServeProcess::relay(&url, free_port(), &env(&settings)).await;
     let restarted = ServeProcess::relay(&url, free_port(), &env(&settings)).await;
-    let messages = stream.messages(total).await;
+    let messages = stream.messages(total, Duration::from_secs(60)).await;
     let ids: HashSet<&String> = messages.iter().map(|(_, id, _)| id).collect();
     println!(
         "relay: killed at {at_kill} messages; then {} messages, {} distinct ids, {total} events",
