@@ -106,9 +106,7 @@ impl Backend {
         settings: &Settings,
         group_commit: Option<GroupCommitSettings>,
     ) -> anyhow::Result<Self> {
-        let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
-            .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
-        Ok(Self::shared(store, group_commit))
+        Ok(Self::shared(store(settings)?, group_commit))
     }
 
     /// Like [`Backend::postgres`], and following the other servers on the database: their
@@ -119,4 +117,12 @@ impl Backend {
         backend.debug_transport = Some(Arc::new(PgDebugTransport::new(store)));
         backend
     }
+}
+
+/// The PostgreSQL store the settings name, connecting lazily (so that a process starts, and
+/// later recovers, while the database is down): the one place a `PgStore` is made, for the
+/// server, the relay and the command line alike.
+pub fn store(settings: &Settings) -> anyhow::Result<PgStore> {
+    PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
+        .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")
 }

@@ -3,7 +3,6 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use intake_domain::{RateLimit, Scope, TenantId, TokenId, TokenRecord};
-use intake_storage::PgStore;
 use serde::Serialize;
 
 use crate::auth::issue_token;
@@ -114,7 +113,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = &settings.database.url;
     intake_storage::ensure_database(url).await.context("cannot reach or create the database")?;
-    let store = PgStore::connect_lazy(url, &settings.database.pool())?;
+    let store = crate::backend::store(settings)?;
     intake_storage::migrate(store.pool()).await.context("migrations failed")?;
     store.pool().close().await;
     eprintln!("migrations applied");

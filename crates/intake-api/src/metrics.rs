@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use intake_storage::{GroupCommitStats, PoolStats};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// What happened to an event.
@@ -74,6 +74,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     rate_fallbacks: IntCounter,
     rate_degraded: IntGauge,
+    clock_skew: Histogram,
     storage: StorageGauge,
 }
 
@@ -178,6 +179,16 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(events.clone()))?;
+        // No tenant label: one series per bucket, whoever sends.
+        let clock_skew = Histogram::with_opts(
+            HistogramOpts::new(
+                "intake_client_clock_skew_seconds",
+                "How far senders' clocks were off (|received - sent_at|), per event sent with \
+                 sent_at.",
+            )
+            .buckets(vec![0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0]),
+        )?;
+        registry.register(Box::new(clock_skew.clone()))?;
         for gauge in [&pool_size, &pool_idle, &pool_max, &pool_waiting] {
             registry.register(Box::new(gauge.clone()))?;
         }
@@ -203,6 +214,7 @@ impl Metrics {
             rate_limited,
             rate_fallbacks,
             rate_degraded,
+            clock_skew,
             storage,
         })
     }
@@ -223,6 +235,11 @@ impl Metrics {
     /// Counts a request the HTTP layer refused before routing.
     pub fn count_malformed(&self, status: u16) {
         self.refused_before_routing.with_label_values(&[status.to_string().as_str()]).inc();
+    }
+
+    /// Records how far a sender's clock was off (received minus `sent_at`, either way).
+    pub fn observe_clock_skew(&self, skew_ms: i64) {
+        self.clock_skew.observe(skew_ms.unsigned_abs() as f64 / 1000.0);
     }
 
     /// Counts `n` events with an outcome.

@@ -14,9 +14,12 @@ use crate::problem::refusal_problem;
 use crate::request_context;
 
 impl IngestObserver for Metrics {
-    fn accepted(&self, _: &TenantId, _: &NewEvent, ingested: &Ingested) {
+    fn accepted(&self, _: &TenantId, event: &NewEvent, ingested: &Ingested) {
         let outcome = if ingested.deduplicated { Outcome::Deduplicated } else { Outcome::Accepted };
         self.count_events(outcome, 1);
+        if let Some(clock) = event.clock() {
+            self.observe_clock_skew(clock.skew_ms());
+        }
     }
 
     fn refused(&self, tenant: &TenantId, refusal: &Refusal) {
@@ -43,6 +46,8 @@ impl IngestObserver for DebuggerEntries {
             received_at: format_timestamp(ingested.received_at),
             idempotency_key: event.idempotency_key().as_str(),
             deduplicated: ingested.deduplicated,
+            occurred_at_reported: event.correction().map(|c| format_timestamp(c.reported.as_utc())),
+            sent_at: event.correction().map(|c| format_timestamp(c.sent_at)),
             data: event.data().as_value(),
         };
         if let Ok(json) = serde_json::to_string(&entry) {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use intake_storage::PgStore;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,8 +15,7 @@ use crate::settings::Settings;
 
 /// Runs the relay until SIGTERM or SIGINT; in-flight publishes finish first.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let store = PgStore::connect_lazy(&settings.database.url, &settings.database.pool())
-        .context("DATABASE_URL / database.url is not a valid PostgreSQL URL")?;
+    let store = crate::backend::store(settings)?;
     let registry = Registry::new();
     let server = metrics_server(settings.relay.metrics_port, registry.clone())?;
     let server_handle = server.handle();

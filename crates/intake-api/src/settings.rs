@@ -104,6 +104,8 @@ pub struct LimitSettings {
     pub max_future_skew: i64,
     /// Deepest nesting of `data`.
     pub max_data_depth: usize,
+    /// A sender's clock off by more than this many seconds has its events corrected (§15).
+    pub skew_correction_min: i64,
     /// Rate limits per token.
     pub rate: RateSettings,
 }
@@ -149,6 +151,7 @@ impl LimitSettings {
         Limits {
             max_future_skew: chrono::Duration::seconds(self.max_future_skew),
             max_data_depth: self.max_data_depth,
+            skew_correction_min: chrono::Duration::seconds(self.skew_correction_min),
         }
     }
 }

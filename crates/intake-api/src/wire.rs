@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 /// The header a single event's key may come in instead of (or as well as) the body.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
+/// When a CloudEvents request says it was sent (§15); intake's JSON says it in `sent_at`.
+pub const SENT_AT_HEADER: &str = "intake-sent-at";
+
 pub use intake_service::format_timestamp;
 
 /// The key of an `Idempotency-Key` header, for the domain to weigh against the body's.

@@ -205,7 +205,7 @@ pub fn to_structured(
     event: &StoredEvent,
     tenant: &TenantId,
     format_time: fn(DateTime<Utc>) -> String,
-) -> Value {
+) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("specversion".into(), SPEC_VERSION.into());
     match &event.cloudevent {
@@ -226,7 +226,7 @@ pub fn to_structured(
         out.insert("datacontenttype".into(), "application/json".into());
     }
     out.insert("data".into(), event.data.clone());
-    Value::Object(out)
+    out
 }
 
 #[cfg(test)]
@@ -280,6 +280,7 @@ mod tests {
             idempotency_key: event.idempotency_key().as_str().into(),
             data: event.data().to_value(),
             schema_version: None,
+            correction: None,
             cloudevent: Some(context),
         };
         let tenant = TenantId::parse("acme").expect("tenant");
@@ -304,6 +305,7 @@ mod tests {
             data: json!({}),
             schema_version: None,
             cloudevent: None,
+            correction: None,
         };
         let tenant = TenantId::parse("acme").expect("tenant");
         let back = to_structured(&stored, &tenant, |t| t.to_rfc3339());

@@ -169,6 +169,11 @@ impl OccurredAt {
         Ok(instant)
     }
 
+    /// The instant moved by `by`; `None` out of range.
+    pub fn shifted(&self, by: chrono::Duration) -> Option<Self> {
+        self.0.checked_add_signed(by).map(Self)
+    }
+
     fn from_micros(micros: i64) -> Option<Self> {
         DateTime::from_timestamp_micros(micros).map(Self)
     }

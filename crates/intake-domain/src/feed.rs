@@ -24,6 +24,9 @@ pub struct StoredEvent {
     pub schema_version: Option<u32>,
     /// The CloudEvents context it came with (`id`, `source`, …); `None` for a plain event.
     pub cloudevent: Option<Value>,
+    /// `occurred_at` as sent and the request's `sent_at`, when intake corrected `occurred_at`
+    /// for the sender's clock (§15); `None` otherwise.
+    pub correction: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// A place in a tenant's feed: the writing transaction's id and the row's insertion number.

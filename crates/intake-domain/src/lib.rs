@@ -4,6 +4,7 @@
 //! This crate does no I/O and knows nothing of HTTP or SQL: it must not depend on actix, sqlx or
 //! tokio. Everything here is deterministic given its inputs (the clock is passed in).
 
+pub mod clock;
 pub mod cloudevent;
 pub mod debugger;
 pub mod event;
@@ -19,6 +20,7 @@ pub mod validation;
 #[cfg(feature = "test-support")]
 pub mod memory;
 
+pub use clock::{Correction, SenderClock};
 pub use debugger::{DebugInbox, DebugMessage, DebugTransport};
 pub use event::{
     EventData, EventId, EventType, IdempotencyKey, InvalidEventId, InvalidTenantId, OccurredAt,

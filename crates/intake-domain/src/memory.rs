@@ -82,6 +82,7 @@ impl MemoryEventStore {
             data: event.data().to_value(),
             schema_version: event.schema_version(),
             cloudevent: event.context().cloned(),
+            correction: event.correction().map(|c| (c.reported.as_utc(), c.sent_at)),
         };
         let holder = KeyHolder {
             event_id: new_id,

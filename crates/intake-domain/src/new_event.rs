@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::clock::{Correction, SenderClock};
 use crate::event::{json_type_name, EventData, EventType, IdempotencyKey, OccurredAt};
 use crate::fingerprint::Fingerprint;
 use crate::validation::{ErrorCode, FieldError, Limits};
@@ -31,6 +32,8 @@ pub struct NewEvent {
     fingerprint: Fingerprint,
     schema_version: Option<u32>,
     context: Option<Value>,
+    clock: Option<SenderClock>,
+    correction: Option<Correction>,
 }
 
 impl NewEvent {
@@ -50,6 +53,8 @@ impl NewEvent {
             fingerprint,
             schema_version: None,
             context: None,
+            clock: None,
+            correction: None,
         }
     }
 
@@ -137,6 +142,40 @@ impl NewEvent {
     pub fn with_context(mut self, context: Value) -> Self {
         self.context = Some(context);
         self
+    }
+
+    /// Records what the request said of the sender's clock and, when `correction` is given,
+    /// moves `occurred_at` by it, keeping the reported instant. The fingerprint stays that of
+    /// the payload as sent: a retry with a later `sent_at` is still a retry. Fails only when the
+    /// corrected instant is out of range.
+    pub fn clocked(
+        mut self,
+        clock: SenderClock,
+        correction: Option<chrono::Duration>,
+    ) -> Result<Self, FieldError> {
+        if let Some(by) = correction {
+            let reported = self.occurred_at;
+            self.occurred_at = reported.shifted(by).ok_or_else(|| {
+                FieldError::new(
+                    "sent_at",
+                    ErrorCode::InvalidTimestamp,
+                    "occurred_at corrected for the sender's clock is out of range",
+                )
+            })?;
+            self.correction = Some(Correction { reported, sent_at: clock.sent_at() });
+        }
+        self.clock = Some(clock);
+        Ok(self)
+    }
+
+    /// What the request said of the sender's clock, if it said anything.
+    pub fn clock(&self) -> Option<&SenderClock> {
+        self.clock.as_ref()
+    }
+
+    /// The instant as reported, when `occurred_at` was corrected for the sender's clock.
+    pub fn correction(&self) -> Option<&Correction> {
+        self.correction.as_ref()
     }
 
     /// Records that the data passed version `version` of its type's schema.

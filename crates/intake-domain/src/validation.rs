@@ -89,10 +89,16 @@ pub struct Limits {
     pub max_future_skew: chrono::Duration,
     /// How deeply `data` may nest (an object holding scalars has depth 1).
     pub max_data_depth: usize,
+    /// A sender's clock off by more than this has the events it reports corrected (§15).
+    pub skew_correction_min: chrono::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_future_skew: chrono::Duration::hours(1), max_data_depth: 32 }
+        Self {
+            max_future_skew: chrono::Duration::hours(1),
+            max_data_depth: 32,
+            skew_correction_min: chrono::Duration::seconds(60),
+        }
     }
 }

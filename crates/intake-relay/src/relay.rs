@@ -250,6 +250,7 @@ mod tests {
             data: serde_json::json!({"n": 1}),
             schema_version: None,
             cloudevent: None,
+            correction: None,
         };
         let tenant = TenantId::parse("acme").expect("tenant");
         let message = Message::of("intake", &tenant, event.clone()).expect("message");

@@ -39,6 +39,12 @@ pub struct AcceptedEntry<'a> {
     pub idempotency_key: &'a str,
     /// Whether it was already stored.
     pub deduplicated: bool,
+    /// `occurred_at` as sent, when it was corrected for the sender's clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurred_at_reported: Option<String>,
+    /// The request's `sent_at`, when `occurred_at` was corrected by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
     /// Its data.
     pub data: &'a Value,
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use intake_domain::cloudevent::{self, Mode};
 use intake_domain::{
     BatchOutcome, Budget, EventId, EventStore, FieldError, IngestError, Ingested, KeyBesideBody,
-    Limits, NewEvent, SchemaViolation, StoreError, TenantId,
+    Limits, NewEvent, SchemaViolation, SenderClock, StoreError, TenantId,
 };
 use serde_json::{Map, Value};
 
@@ -20,6 +20,19 @@ use crate::schemas::SchemaCache;
 
 /// The most events one batch may hold.
 pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// How a request's `sent_at` is named in errors.
+pub const SENT_AT: &str = "sent_at";
+
+/// An event stored (or found stored), and how far the sender's clock is off when the request
+/// said when it was sent (§15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<T> {
+    /// What storing gave.
+    pub outcome: T,
+    /// Received minus `sent_at`, in milliseconds; `None` without `sent_at`.
+    pub clock_skew_ms: Option<i64>,
+}
 
 /// An event as the edge read it, before intake judged it.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,11 +208,32 @@ impl Ingest {
     }
 
     /// Stores one event once: the stored event (the original on a retry), or why not.
-    pub async fn single(&self, permit: Permit, incoming: Incoming) -> Result<Ingested, Refusal> {
+    /// `sent_at` is when the request says it was sent, if it says (§15).
+    pub async fn single(
+        &self,
+        permit: Permit,
+        incoming: Incoming,
+        sent_at: Option<Value>,
+    ) -> Result<Stored<Ingested>, Refusal> {
         let tenant = &permit.tenant;
         let now = Utc::now();
+        let clock = sent_at.map(|value| SenderClock::read(&value, now, SENT_AT));
+        let clock_skew_ms = clock.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.skew_ms());
         let outcome = async {
-            let event = self.parse(incoming, now)?;
+            let event = match clock {
+                None => self.parse(incoming, now, None)?,
+                Some(Ok(clock)) => self.parse(incoming, now, Some(clock))?,
+                // Every problem at once: the event's own, and sent_at's.
+                Some(Err(invalid)) => {
+                    let mut errors = match self.parse(incoming, now, None) {
+                        Err(Refusal::Invalid(errors)) => errors,
+                        Err(other) => return Err(other),
+                        Ok(_) => Vec::new(),
+                    };
+                    errors.push(invalid);
+                    return Err(Refusal::Invalid(errors));
+                }
+            };
             let event = match self.check(tenant, event).await? {
                 Checked::Passed(event) => event,
                 Checked::Violates { event, refusal } => {
@@ -216,19 +250,21 @@ impl Ingest {
         match outcome {
             Ok((event, ingested)) => {
                 self.accept(tenant, &event, &ingested);
-                Ok(ingested)
+                Ok(Stored { outcome: ingested, clock_skew_ms })
             }
             Err(refusal) => Err(self.refuse(tenant, refusal)),
         }
     }
 
     /// Stores each item of a batch on its own, the valid ones in one call to storage: one
-    /// outcome per item, in order. Only storage failing fails the whole batch.
+    /// outcome per item, in order. `sent_at`, once for the batch, is when the request says it
+    /// was sent. Only storage failing, or an invalid `sent_at`, fails the whole batch.
     pub async fn batch(
         &self,
         permit: Permit,
         items: Vec<Incoming>,
-    ) -> Result<Vec<Result<Ingested, Refusal>>, Refusal> {
+        sent_at: Option<Value>,
+    ) -> Result<Stored<Vec<Result<Ingested, Refusal>>>, Refusal> {
         let tenant = &permit.tenant;
         if items.len() > usize::try_from(permit.events).unwrap_or(usize::MAX) {
             return Err(Refusal::Failed(IngestError::Unknown(anyhow::anyhow!(
@@ -238,11 +274,16 @@ impl Ingest {
             ))));
         }
         let now = Utc::now();
+        let clock = match sent_at.map(|value| SenderClock::read(&value, now, SENT_AT)) {
+            Some(Err(invalid)) => return Err(self.refuse(tenant, Refusal::Invalid(vec![invalid]))),
+            Some(Ok(clock)) => Some(clock),
+            None => None,
+        };
         let mut results: Vec<Option<Result<Ingested, Refusal>>> = Vec::with_capacity(items.len());
         let mut valid = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
         for (position, item) in items.into_iter().enumerate() {
-            let event = match self.parse(item, now) {
+            let event = match self.parse(item, now, clock) {
                 Ok(event) => event,
                 Err(refusal) => {
                     results.push(Some(Err(self.refuse(tenant, refusal))));
@@ -287,21 +328,38 @@ impl Ingest {
                 Err(error) => Err(self.refuse(tenant, error.into())),
             });
         }
-        Ok(results.into_iter().flatten().collect())
+        Ok(Stored {
+            outcome: results.into_iter().flatten().collect(),
+            clock_skew_ms: clock.map(|c| c.skew_ms()),
+        })
     }
 
-    /// The event an incoming one describes, or every problem with it.
-    fn parse(&self, incoming: Incoming, now: DateTime<Utc>) -> Result<NewEvent, Refusal> {
-        match incoming {
+    /// The event an incoming one describes, or every problem with it. When the sender's clock
+    /// is off by more than `limits.skew_correction_min`, `occurred_at` is corrected by the skew
+    /// (§15), and the limit on how far ahead it may be applies to the corrected instant.
+    fn parse(
+        &self,
+        incoming: Incoming,
+        now: DateTime<Utc>,
+        clock: Option<SenderClock>,
+    ) -> Result<NewEvent, Refusal> {
+        let correction = clock.and_then(|c| c.correction(&self.validation));
+        // corrected = reported + c must not be ahead of now + max: reported ≤ (now − c) + max.
+        let horizon = now - correction.unwrap_or_default();
+        let event = match incoming {
             Incoming::Plain { fields, beside } => {
-                NewEvent::parse(fields, beside, now, &self.validation)
+                NewEvent::parse(fields, beside, horizon, &self.validation)
             }
             Incoming::CloudEvent { attributes, mode } => {
-                cloudevent::parse(attributes, mode, now, &self.validation)
+                cloudevent::parse(attributes, mode, horizon, &self.validation)
             }
             Incoming::NotAnObject(found) => return Err(Refusal::NotAnObject(found)),
         }
-        .map_err(Refusal::Invalid)
+        .map_err(Refusal::Invalid)?;
+        match clock {
+            Some(clock) => event.clocked(clock, correction).map_err(|e| Refusal::Invalid(vec![e])),
+            None => Ok(event),
+        }
     }
 
     /// Checks an event's data against the latest schema of its type, if the type has one.

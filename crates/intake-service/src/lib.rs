@@ -16,7 +16,7 @@ pub mod view;
 
 pub use background::Background;
 pub use debugger::DebugHub;
-pub use ingest::{Incoming, Ingest, IngestObserver, Permit, Refusal, MAX_BATCH_ITEMS};
+pub use ingest::{Incoming, Ingest, IngestObserver, Permit, Refusal, Stored, MAX_BATCH_ITEMS};
 pub use limits::{Account, RateLimits};
 pub use schemas::{ActiveSchema, SchemaCache};
 pub use view::{format_timestamp, Accepted, EventBody};

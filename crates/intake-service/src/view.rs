@@ -2,9 +2,12 @@
 //! shared by `GET /v1/events/{id}`, the feed and the relay's message bodies.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use intake_domain::{Ingested, StoredEvent};
+use intake_domain::cloudevent;
+use intake_domain::{Ingested, StoredEvent, TenantId};
+
+use crate::ingest::Stored;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// Formats an instant as intake writes every timestamp: RFC 3339 in UTC with `Z`, and only as
@@ -37,6 +40,15 @@ pub struct EventBody {
     /// no schema.
     #[schema(example = 1)]
     pub schema_version: Option<u32>,
+    /// `occurred_at` as sent, when intake corrected it for the sender's clock (the request's
+    /// `sent_at` was off by more than `limits.skew_correction_min`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    pub occurred_at_reported: Option<String>,
+    /// The request's `sent_at`, when intake corrected `occurred_at` by it; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    pub sent_at: Option<String>,
 }
 
 impl From<StoredEvent> for EventBody {
@@ -49,6 +61,8 @@ impl From<StoredEvent> for EventBody {
             idempotency_key: e.idempotency_key,
             data: e.data,
             schema_version: e.schema_version,
+            occurred_at_reported: e.correction.map(|(reported, _)| format_timestamp(reported)),
+            sent_at: e.correction.map(|(_, sent_at)| format_timestamp(sent_at)),
         }
     }
 }
@@ -67,6 +81,11 @@ pub struct Accepted {
     pub received_at: String,
     /// Whether an earlier request had already stored this event.
     pub deduplicated: bool,
+    /// When the request gave `sent_at`: when it was received minus `sent_at`, in milliseconds
+    /// (how far the sender's clock is behind; negative: ahead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = 12)]
+    pub clock_skew_ms: Option<i64>,
 }
 
 impl From<&Ingested> for Accepted {
@@ -76,6 +95,82 @@ impl From<&Ingested> for Accepted {
             event_id: i.event_id.to_string(),
             received_at: format_timestamp(i.received_at),
             deduplicated: i.deduplicated,
+            clock_skew_ms: None,
+        }
+    }
+}
+
+impl From<&Stored<Ingested>> for Accepted {
+    fn from(stored: &Stored<Ingested>) -> Self {
+        Self { clock_skew_ms: stored.clock_skew_ms, ..Self::from(&stored.outcome) }
+    }
+}
+
+/// A stored event as a structured CloudEvent: its attributes as it came (or `source`
+/// `/intake/<tenant>` and its event id, for a plain event), `recordedtime` when intake received
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = StoredCloudEvent)]
+pub struct CloudEventBody {
+    /// `1.0`.
+    #[schema(value_type = String)]
+    specversion: &'static str,
+    /// The CloudEvent's id.
+    id: String,
+    /// The CloudEvent's source.
+    source: String,
+    /// The event type.
+    r#type: String,
+    /// When it happened.
+    #[schema(format = DateTime)]
+    time: String,
+    /// When intake received it.
+    #[schema(format = DateTime)]
+    recordedtime: String,
+    /// `application/json` unless it came with another.
+    datacontenttype: String,
+    /// The subject within the source, when it came with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    subject: Option<Value>,
+    /// The schema of `data`, when it came with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    dataschema: Option<Value>,
+    /// Extension attributes, as they came.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    extensions: Map<String, Value>,
+    /// The payload.
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+impl CloudEventBody {
+    /// A stored event of `tenant` as a structured CloudEvent (contract §11).
+    pub fn of(event: StoredEvent, tenant: &TenantId) -> Self {
+        let mut attributes = cloudevent::to_structured(&event, tenant, format_timestamp);
+        let mut text = |name: &str| match attributes.remove(name) {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let (id, source, r#type) = (text("id"), text("source"), text("type"));
+        let (time, recordedtime) = (text("time"), text("recordedtime"));
+        let datacontenttype = text("datacontenttype");
+        attributes.remove("specversion");
+        Self {
+            specversion: cloudevent::SPEC_VERSION,
+            id,
+            source,
+            r#type,
+            time,
+            recordedtime,
+            datacontenttype,
+            subject: attributes.remove("subject"),
+            dataschema: attributes.remove("dataschema"),
+            data: attributes.remove("data").unwrap_or(Value::Object(Map::new())),
+            extensions: attributes,
         }
     }
 }
@@ -90,5 +185,28 @@ mod tests {
         assert_eq!(format_timestamp(at(1_766_399_400_000_000)), "2025-12-22T10:30:00Z");
         assert_eq!(format_timestamp(at(1_766_399_400_120_000)), "2025-12-22T10:30:00.120Z");
         assert_eq!(format_timestamp(at(1_766_399_400_000_001)), "2025-12-22T10:30:00.000001Z");
+    }
+
+    #[test]
+    fn a_corrected_event_reads_back_with_what_was_reported_everywhere_it_is_shown() {
+        let at = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).expect("in range");
+        let event = StoredEvent {
+            event_id: intake_domain::EventId::generate(at(1_766_399_400_000_000)),
+            event_type: "user.created".into(),
+            occurred_at: at(1_766_400_000_000_000),
+            received_at: at(1_766_400_005_000_000),
+            idempotency_key: "k".into(),
+            data: serde_json::json!({}),
+            schema_version: None,
+            cloudevent: None,
+            correction: Some((at(1_766_399_400_000_000), at(1_766_399_404_000_000))),
+        };
+        let body = serde_json::to_value(EventBody::from(event.clone())).expect("json");
+        assert_eq!(body["occurred_at"], "2025-12-22T10:40:00Z");
+        assert_eq!(body["occurred_at_reported"], "2025-12-22T10:30:00Z");
+        assert_eq!(body["sent_at"], "2025-12-22T10:30:04Z");
+        let plain = StoredEvent { correction: None, ..event };
+        let body = serde_json::to_value(EventBody::from(plain)).expect("json");
+        assert!(body.get("occurred_at_reported").is_none() && body.get("sent_at").is_none());
     }
 }

@@ -87,9 +87,11 @@ fn event(key: &str, data: Value) -> Incoming {
 async fn a_retry_is_answered_with_the_stored_event_and_stores_nothing_more() {
     let f = fixture(10);
     let first = f.ingest.spend(&f.account, 1).await.expect("permit");
-    let stored = f.ingest.single(first, event("k1", json!({"a": 1}))).await.expect("stored");
+    let stored =
+        f.ingest.single(first, event("k1", json!({"a": 1})), None).await.expect("stored").outcome;
     let again = f.ingest.spend(&f.account, 1).await.expect("permit");
-    let replayed = f.ingest.single(again, event("k1", json!({"a": 1}))).await.expect("replayed");
+    let replayed =
+        f.ingest.single(again, event("k1", json!({"a": 1})), None).await.expect("replayed").outcome;
 
     assert_eq!((stored.deduplicated, replayed.deduplicated), (false, true));
     assert_eq!(replayed.event_id, stored.event_id);
@@ -113,17 +115,22 @@ async fn a_request_over_the_budget_is_refused_and_spends_nothing() {
 async fn data_that_violates_its_schema_is_refused_unless_it_is_a_retry() {
     let f = fixture(10);
     let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
-    let stored = f.ingest.single(permit, event("k1", json!({"plan": "pro"}))).await.expect("ok");
+    let stored = f
+        .ingest
+        .single(permit, event("k1", json!({"plan": "pro"})), None)
+        .await
+        .expect("ok")
+        .outcome;
     let schema = json!({"type": "object", "required": ["user_id"]});
     let event_type = EventType::parse("user.created").expect("type");
     let put = f.schemas.put(&f.account.tenant, &event_type, &schema).await.expect("put");
     f.cache.install(&put.record);
 
     let retry = f.ingest.spend(&f.account, 1).await.expect("permit");
-    let replayed = f.ingest.single(retry, event("k1", json!({"plan": "pro"}))).await;
-    assert_eq!(replayed.expect("a retry is a replay").event_id, stored.event_id);
+    let replayed = f.ingest.single(retry, event("k1", json!({"plan": "pro"})), None).await;
+    assert_eq!(replayed.expect("a retry is a replay").outcome.event_id, stored.event_id);
     let new = f.ingest.spend(&f.account, 1).await.expect("permit");
-    let refused = f.ingest.single(new, event("k2", json!({"plan": "pro"}))).await;
+    let refused = f.ingest.single(new, event("k2", json!({"plan": "pro"})), None).await;
     let Err(Refusal::SchemaViolation { version: 1, violations }) = refused else {
         panic!("{refused:?}")
     };
@@ -143,7 +150,7 @@ async fn a_batch_answers_each_item_in_order() {
         event("", json!({})),
     ];
     let permit = f.ingest.spend(&f.account, 5).await.expect("permit");
-    let outcomes = f.ingest.batch(permit, items).await.expect("batch");
+    let outcomes = f.ingest.batch(permit, items, None).await.expect("batch").outcome;
     let kinds: Vec<&str> = outcomes
         .iter()
         .map(|o| match o {
@@ -164,7 +171,8 @@ async fn a_permit_covers_only_the_events_it_was_spent_for() {
     let f = fixture(10);
     let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
     let items = vec![event("k1", json!({})), event("k2", json!({}))];
-    let refused = f.ingest.batch(permit, items).await.expect_err("2 events on a permit for 1");
+    let refused =
+        f.ingest.batch(permit, items, None).await.expect_err("2 events on a permit for 1");
     assert!(matches!(refused, Refusal::Failed(_)), "{refused:?}");
     assert!(f.events.is_empty());
 }
@@ -174,7 +182,37 @@ async fn storage_failing_is_not_reported_as_a_judgement() {
     let f = fixture(10);
     f.events.set_unavailable(true);
     let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
-    let failed = f.ingest.single(permit, event("k1", json!({}))).await;
+    let failed = f.ingest.single(permit, event("k1", json!({})), None).await;
     assert!(matches!(failed, Err(Refusal::Failed(_))), "{failed:?}");
     assert!(f.seen.take().is_empty());
+}
+
+#[tokio::test]
+async fn a_sender_clock_off_by_more_than_the_threshold_is_corrected_and_a_retry_still_matches() {
+    let f = fixture(10);
+    let sent_at = |behind: i64| {
+        let at = chrono::Utc::now() - chrono::Duration::seconds(behind);
+        Some(Value::String(at.to_rfc3339()))
+    };
+    let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let stored =
+        f.ingest.single(permit, event("k1", json!({})), sent_at(300)).await.expect("stored");
+    let skew = stored.clock_skew_ms.expect("skew");
+    assert!((299_000..=301_000).contains(&skew), "{skew}");
+    // A retry sent later, with another skew: the same event.
+    let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let retry = f.ingest.single(permit, event("k1", json!({})), sent_at(320)).await.expect("ok");
+    assert!(retry.outcome.deduplicated);
+    assert_eq!(retry.outcome.event_id, stored.outcome.event_id);
+    // Within the threshold nothing moves; the read-back shows it.
+    let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let near = f.ingest.single(permit, event("k2", json!({})), sent_at(30)).await.expect("ok");
+    use intake_domain::EventStore;
+    let tenant = &f.account.tenant;
+    let far = f.events.get(tenant, stored.outcome.event_id).await.expect("get").expect("stored");
+    let (reported, _) = far.correction.expect("corrected");
+    assert_eq!(reported.to_rfc3339(), "2025-12-22T10:30:00+00:00");
+    assert_eq!((far.occurred_at - reported).num_milliseconds(), skew);
+    let close = f.events.get(tenant, near.outcome.event_id).await.expect("get").expect("stored");
+    assert_eq!((close.occurred_at.to_rfc3339(), close.correction), (reported.to_rfc3339(), None));
 }

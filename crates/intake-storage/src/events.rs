@@ -75,6 +75,8 @@ struct EventRow {
     data: Value,
     schema_version: Option<i32>,
     cloudevent: Option<Value>,
+    occurred_at_reported: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
     /// `tx_id` as text: sqlx has no type for `xid8`.
     tx_text: String,
     seq: i64,
@@ -94,6 +96,7 @@ impl EventRow {
             data: self.data,
             schema_version: self.schema_version.and_then(|v| u32::try_from(v).ok()),
             cloudevent: self.cloudevent,
+            correction: self.occurred_at_reported.zip(self.sent_at),
         };
         Ok((FeedPosition { tx, seq: self.seq }, event))
     }
@@ -154,7 +157,8 @@ impl EventStore for PgStore {
         let row = sqlx::query_as!(
             EventRow,
             r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                      schema_version, cloudevent, tx_id::text AS "tx_text!", seq
+                      schema_version, cloudevent, occurred_at_reported, sent_at,
+                      tx_id::text AS "tx_text!", seq
                FROM events
                WHERE event_id = $1 AND tenant_id = $2"#,
             id.as_uuid(),
@@ -201,7 +205,8 @@ impl EventStore for PgStore {
                 None => sqlx::query_as!(
                     EventRow,
                     r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                            schema_version, cloudevent, tx_id::text AS "tx_text!", seq
+                            schema_version, cloudevent, occurred_at_reported, sent_at,
+                      tx_id::text AS "tx_text!", seq
                      FROM events
                      WHERE tenant_id = $1
                        AND (tx_id, seq) > ($2::text::xid8, $3)
@@ -218,7 +223,8 @@ impl EventStore for PgStore {
                 Some(event_type) => sqlx::query_as!(
                     EventRow,
                     r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
-                            schema_version, cloudevent, tx_id::text AS "tx_text!", seq
+                            schema_version, cloudevent, occurred_at_reported, sent_at,
+                      tx_id::text AS "tx_text!", seq
                      FROM events
                      WHERE tenant_id = $1
                        AND (tx_id, seq) > ($2::text::xid8, $3)
@@ -300,8 +306,9 @@ impl PgStore {
                 r#"WITH inserted AS (
                        INSERT INTO events (event_id, tenant_id, idempotency_key, event_type,
                                            occurred_at, data, fingerprint, schema_version,
-                                           cloudevent)
-                       VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9::text::jsonb)
+                                           cloudevent, occurred_at_reported, sent_at)
+                       VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9::text::jsonb,
+                               $10, $11)
                        ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
                        RETURNING event_id, received_at, fingerprint
                    )
@@ -322,6 +329,8 @@ impl PgStore {
                 &event.fingerprint().as_bytes()[..],
                 event.schema_version().map(version_column),
                 event.context().map(|c| c.to_string()),
+                event.correction().map(|c| c.reported.as_utc()),
+                event.correction().map(|c| c.sent_at),
             )
             .fetch_optional(&mut *conn)
             .await
@@ -385,6 +394,10 @@ impl PgStore {
                 batch.iter().map(|i| i.event.schema_version().map(version_column)).collect();
             let contexts: Vec<Option<String>> =
                 batch.iter().map(|i| i.event.context().map(|c| c.to_string())).collect();
+            let reported: Vec<Option<DateTime<Utc>>> =
+                batch.iter().map(|i| i.event.correction().map(|c| c.reported.as_utc())).collect();
+            let sent: Vec<Option<DateTime<Utc>>> =
+                batch.iter().map(|i| i.event.correction().map(|c| c.sent_at)).collect();
             // Inserts many events, of one tenant or several, in one statement, skipping keys
             // already held, and returns the rows it inserted. The (tenant, key) pairs are
             // distinct: repeats were folded above.
@@ -404,17 +417,19 @@ impl PgStore {
                        SELECT u.*, nextval('events_seq_seq'::regclass) AS seq
                        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[],
                                    $5::timestamptz[], $6::text[], $7::bytea[], $8::int4[],
-                                   $9::text[])
+                                   $9::text[], $10::timestamptz[], $11::timestamptz[])
                             WITH ORDINALITY AS u(tenant_id, event_id, idempotency_key, event_type,
                                                  occurred_at, data, fingerprint, schema_version,
-                                                 cloudevent, ord)
+                                                 cloudevent, occurred_at_reported, sent_at, ord)
                        ORDER BY ord
                    )
                    INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type,
-                                       occurred_at, data, fingerprint, schema_version, cloudevent)
+                                       occurred_at, data, fingerprint, schema_version, cloudevent,
+                                       occurred_at_reported, sent_at)
                    OVERRIDING SYSTEM VALUE
                    SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at,
-                          data::jsonb, fingerprint, schema_version, cloudevent::jsonb
+                          data::jsonb, fingerprint, schema_version, cloudevent::jsonb,
+                          occurred_at_reported, sent_at
                    FROM item
                    ORDER BY tenant_id, idempotency_key
                    ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
@@ -428,6 +443,8 @@ impl PgStore {
                 &fingerprints[..] as &[&[u8]],
                 &versions[..] as &[Option<i32>],
                 &contexts[..] as &[Option<String>],
+                &reported[..] as &[Option<DateTime<Utc>>],
+                &sent[..] as &[Option<DateTime<Utc>>],
             )
             .fetch_all(&mut *conn)
             .await;

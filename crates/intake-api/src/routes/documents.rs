@@ -1,8 +1,7 @@
 //! The request bodies of the ingest endpoints, as the OpenAPI document describes them. Bodies
 //! are read as JSON objects and parsed field by field by the domain (so that every problem is
 //! reported at once and unknown fields are named), so these types are never deserialized: they
-//! document what that parsing accepts. `CloudEventBody` documents the structured CloudEvent a
-//! read answers with, which the domain builds as a JSON object (its extensions are open-ended).
+//! document what that parsing accepts.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -37,6 +36,11 @@ pub(crate) struct EventInput {
     /// The payload: any JSON object.
     #[schema(value_type = Object)]
     data: serde_json::Value,
+    /// When the client sent this request (RFC 3339 with an offset): the answer then says how far
+    /// the client's clock is off (`clock_skew_ms`), and beyond `limits.skew_correction_min`
+    /// (60 s) `occurred_at` is corrected by it. Not part of the payload a retry is compared on.
+    #[schema(format = DateTime, nullable = false, example = "2025-12-22T10:30:01Z")]
+    sent_at: Option<String>,
 }
 
 /// A CloudEvent 1.0 in structured mode (contract §11); besides the attributes below, extension
@@ -79,33 +83,6 @@ pub(crate) struct CloudEventInput {
     data: Option<Value>,
 }
 
-/// A stored event as a structured CloudEvent: its attributes as it came (or `source`
-/// `/intake/<tenant>` and its event id, for a plain event), `recordedtime` when intake received
-/// it.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = StoredCloudEvent)]
-pub(crate) struct CloudEventBody {
-    /// `1.0`.
-    specversion: String,
-    /// The CloudEvent's id.
-    id: String,
-    /// The CloudEvent's source.
-    source: String,
-    /// The event type.
-    r#type: String,
-    /// When it happened.
-    #[schema(format = DateTime)]
-    time: String,
-    /// When intake received it.
-    #[schema(format = DateTime)]
-    recordedtime: String,
-    /// `application/json` unless it came with another.
-    datacontenttype: String,
-    /// The payload.
-    #[schema(value_type = Object)]
-    data: Value,
-}
-
 /// An event of a batch: like a single event, but its key must be in the item (batches take no
 /// `Idempotency-Key` header).
 #[derive(Debug, Serialize, ToSchema)]
@@ -140,6 +117,10 @@ pub(crate) struct BatchEventInput {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchInput {
+    /// When the client sent this request (RFC 3339 with an offset), once for every event: see
+    /// the single event's `sent_at`.
+    #[schema(format = DateTime, nullable = false, example = "2025-12-22T10:30:01Z")]
+    sent_at: Option<String>,
     /// 1 to 1,000 events.
     #[schema(min_items = 1, max_items = 1000)]
     events: Vec<BatchEventInput>,

@@ -3,23 +3,25 @@
 //! ([`Ingest`]), which owns everything from the rate budget to the observers.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use intake_domain::cloudevent::{self, Mode};
+use intake_domain::cloudevent::Mode;
 use intake_domain::event::json_type_name;
 use intake_domain::{EventId, EventType, FeedPosition, FeedQuery, Ingested, TenantId};
+use intake_service::ingest::SENT_AT;
+use intake_service::view::CloudEventBody;
 use intake_service::{Accepted, EventBody, Incoming, Ingest, Refusal, MAX_BATCH_ITEMS};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::documents::{BatchInput, CloudEventBody, CloudEventInput, EventInput};
+use super::documents::{BatchInput, CloudEventInput, EventInput};
 use crate::auth::{Caller, EventsRead, EventsWrite};
 use crate::body::{self, BodyLimits};
 use crate::cursor;
 use crate::problem::{refusal_problem, ApiError, FieldProblem, RequestCode};
 use crate::state::AppState;
 use crate::wire::{
-    binary_attributes, event_format, format_timestamp, key_beside_body, wants_cloudevent,
-    EventFormat, CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER,
+    binary_attributes, event_format, key_beside_body, wants_cloudevent, EventFormat,
+    CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER, SENT_AT_HEADER,
 };
 
 /// `POST /v1/events`: validate, store once, answer after commit.
@@ -50,14 +52,20 @@ pub(crate) async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     // The budget first: a limited request reads no body and stores nothing.
     let permit = caller.permit(&req, &state.ingest, 1).await?;
-    let incoming = read_event(&req, payload, state.event_body).await;
-    let incoming = refuse_unread(&state.ingest, caller.tenant(), incoming)?;
-    let ingested = state.ingest.single(permit, incoming).await?;
+    let read = read_event(&req, payload, state.event_body).await;
+    let (incoming, sent_at) = refuse_unread(&state.ingest, caller.tenant(), read)?;
+    let stored = state.ingest.single(permit, incoming, sent_at).await?;
     let mut response = HttpResponse::Ok();
-    if ingested.deduplicated {
+    if stored.outcome.deduplicated {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
-    Ok(response.json(Accepted::from(&ingested)))
+    Ok(response.json(Accepted::from(&stored)))
+}
+
+/// The `Intake-Sent-At` header (§15), where a body cannot say when it was sent: CloudEvents.
+fn sent_at_header(req: &HttpRequest) -> Option<Value> {
+    let value = req.headers().get(SENT_AT_HEADER)?;
+    Some(Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()))
 }
 
 /// Tells the observers of a request whose body could not be read as events.
@@ -73,27 +81,30 @@ fn refuse_unread<T>(
 }
 
 /// The event a single-event request carries: intake's JSON, or a CloudEvent in structured or
-/// binary mode (contract §11).
+/// binary mode (contract §11); and when it says it was sent (§15: intake's JSON has a
+/// `sent_at` field, CloudEvents the `Intake-Sent-At` header).
 async fn read_event(
     req: &HttpRequest,
     payload: web::Payload,
     limits: BodyLimits,
-) -> Result<Incoming, ApiError> {
+) -> Result<(Incoming, Option<Value>), ApiError> {
     Ok(match event_format(req.headers()) {
-        EventFormat::Plain | EventFormat::Batched => Incoming::Plain {
-            fields: body::json_object(req, payload, limits).await?,
-            beside: Some(key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER))),
-        },
-        EventFormat::Structured => Incoming::CloudEvent {
-            attributes: body::json_object(req, payload, limits).await?,
-            mode: Mode::Structured,
-        },
+        EventFormat::Plain | EventFormat::Batched => {
+            let mut fields = body::json_object(req, payload, limits).await?;
+            let sent_at = fields.remove(SENT_AT);
+            let beside = Some(key_beside_body(req.headers().get(IDEMPOTENCY_KEY_HEADER)));
+            (Incoming::Plain { fields, beside }, sent_at)
+        }
+        EventFormat::Structured => {
+            let attributes = body::json_object(req, payload, limits).await?;
+            (Incoming::CloudEvent { attributes, mode: Mode::Structured }, sent_at_header(req))
+        }
         EventFormat::Binary => {
             let mut attributes = binary_attributes(req.headers());
             if let Some(data) = body::json_value(req, payload, limits).await? {
                 attributes.insert("data".into(), data);
             }
-            Incoming::CloudEvent { attributes, mode: Mode::Binary }
+            (Incoming::CloudEvent { attributes, mode: Mode::Binary }, sent_at_header(req))
         }
     })
 }
@@ -136,6 +147,10 @@ impl From<Result<Ingested, Refusal>> for ItemResult {
 /// The answer to a batch.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct BatchBody {
+    /// When the batch gave `sent_at`: when it was received minus `sent_at`, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = 12)]
+    clock_skew_ms: Option<i64>,
     /// One result per item, in request order.
     results: Vec<ItemResult>,
     /// Items stored by this request.
@@ -147,18 +162,23 @@ pub(crate) struct BatchBody {
 }
 
 impl BatchBody {
-    fn new(results: Vec<ItemResult>) -> Self {
+    fn new(results: Vec<ItemResult>, clock_skew_ms: Option<i64>) -> Self {
         let count = |f: fn(&ItemResult) -> bool| results.iter().filter(|r| f(r)).count();
         let accepted = count(|r| matches!(r, ItemResult::Accepted(a) if !a.deduplicated));
         let deduplicated = count(|r| matches!(r, ItemResult::Accepted(a) if a.deduplicated));
         let rejected = count(|r| matches!(r, ItemResult::Rejected { .. }));
-        Self { results, accepted, deduplicated, rejected }
+        Self { clock_skew_ms, results, accepted, deduplicated, rejected }
     }
 }
 
-/// The items of a batch body: a JSON array of CloudEvents (batched mode), or intake's
-/// `{"events":[…]}`; or why the whole batch is refused.
-fn batch_items(body: Option<Value>, format: EventFormat) -> Result<Vec<Incoming>, ApiError> {
+/// The items of a batch body, a JSON array of CloudEvents (batched mode) or intake's
+/// `{"sent_at":…,"events":[…]}`, and when the batch says it was sent; or why the whole batch is
+/// refused.
+fn batch_items(
+    body: Option<Value>,
+    format: EventFormat,
+) -> Result<(Vec<Incoming>, Option<Value>), ApiError> {
+    let mut sent_at = None;
     let items = match (format, body) {
         (EventFormat::Batched, Some(Value::Array(items))) => items,
         (EventFormat::Batched, Some(other)) => {
@@ -168,7 +188,10 @@ fn batch_items(body: Option<Value>, format: EventFormat) -> Result<Vec<Incoming>
             )))
         }
         (_, None) => return Err(ApiError::InvalidBatch("the body is empty".into())),
-        (_, Some(Value::Object(body))) => events_of(body)?,
+        (_, Some(Value::Object(mut body))) => {
+            sent_at = body.remove(SENT_AT);
+            events_of(body)?
+        }
         (_, Some(other)) => {
             return Err(ApiError::InvalidBody(format!(
                 "the body must be a JSON object, not {}",
@@ -184,7 +207,7 @@ fn batch_items(body: Option<Value>, format: EventFormat) -> Result<Vec<Incoming>
     }
     // A batch item's key comes from the item alone: the Idempotency-Key header is for single
     // events.
-    Ok(items
+    let items = items
         .into_iter()
         .map(|item| match item {
             Value::Object(attributes) if format == EventFormat::Batched => {
@@ -193,12 +216,14 @@ fn batch_items(body: Option<Value>, format: EventFormat) -> Result<Vec<Incoming>
             Value::Object(fields) => Incoming::Plain { fields, beside: None },
             other => Incoming::NotAnObject(json_type_name(&other)),
         })
-        .collect())
+        .collect();
+    Ok((items, sent_at))
 }
 
 /// The items of a `{"events":[…]}` body.
 fn events_of(mut body: Map<String, Value>) -> Result<Vec<Value>, ApiError> {
-    let shape = || "the body must be {\"events\":[…]} with 1 to 1000 events".to_owned();
+    let shape =
+        || "the body must be {\"events\":[…]} with 1 to 1000 events (and sent_at)".to_owned();
     if let Some(other) = body.keys().find(|k| *k != "events") {
         return Err(ApiError::InvalidBatch(format!("unknown field {other:?}; {}", shape())));
     }
@@ -241,8 +266,8 @@ pub(crate) async fn ingest_batch(
         EventFormat::Batched => body::json_value(&req, payload, state.batch_body).await,
         _ => body::json_object(&req, payload, state.batch_body).await.map(|o| Some(o.into())),
     };
-    let items = match read.and_then(|body| batch_items(body, format)) {
-        Ok(items) => items,
+    let (items, sent_at) = match read.and_then(|body| batch_items(body, format)) {
+        Ok((items, sent_at)) => (items, sent_at.or_else(|| sent_at_header(&req))),
         Err(error) => {
             caller.read_budget(&req).await?;
             return refuse_unread(&state.ingest, caller.tenant(), Err(error));
@@ -250,9 +275,9 @@ pub(crate) async fn ingest_batch(
     };
     let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
     let permit = caller.permit(&req, &state.ingest, cost).await?;
-    let outcomes = state.ingest.batch(permit, items).await?;
-    let results = outcomes.into_iter().map(ItemResult::from).collect();
-    Ok(HttpResponse::Ok().json(BatchBody::new(results)))
+    let stored = state.ingest.batch(permit, items, sent_at).await?;
+    let results = stored.outcome.into_iter().map(ItemResult::from).collect();
+    Ok(HttpResponse::Ok().json(BatchBody::new(results, stored.clock_skew_ms)))
 }
 
 /// `GET /v1/events/{event_id}`: one event of the caller's tenant. Another tenant's event, an
@@ -281,7 +306,7 @@ pub(crate) async fn get_event(
     let id: EventId = raw.parse().map_err(|_| not_found())?;
     let event = state.events.get(caller.tenant(), id).await?.ok_or_else(not_found)?;
     if wants_cloudevent(req.headers()) {
-        let structured = cloudevent::to_structured(&event, caller.tenant(), format_timestamp);
+        let structured = CloudEventBody::of(event, caller.tenant());
         return Ok(HttpResponse::Ok().content_type(CLOUDEVENTS_JSON).json(structured));
     }
     Ok(HttpResponse::Ok().json(EventBody::from(event)))

@@ -215,3 +215,18 @@ async fn sigterm_ends_open_streams_rather_than_waiting_out_the_grace_period(pool
     let (exit, logs) = server.wait();
     assert!(exit.success(), "{logs}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn an_event_corrected_for_the_senders_clock_shows_what_was_reported(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut stream = Stream::open(&app.address, DEV_TOKEN).await;
+    let sent_at = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let body = json!({"event_type": "debug.seen", "occurred_at": "2025-12-22T10:30:00Z",
+                      "sent_at": sent_at.to_rfc3339(), "idempotency_key": "c-1", "data": {}});
+    assert_eq!(post(&app.address, DEV_TOKEN, body.to_string()).await, 200);
+    stream.until("event: accepted", Duration::from_secs(5)).await;
+    let accepted = stream.entries("accepted");
+    assert_eq!(accepted[0]["occurred_at_reported"], "2025-12-22T10:30:00Z", "{}", stream.text);
+    assert!(accepted[0]["sent_at"].is_string(), "{}", stream.text);
+    assert_ne!(accepted[0]["occurred_at"], "2025-12-22T10:30:00Z", "corrected: {}", stream.text);
+}

@@ -3,6 +3,7 @@
 mod auth;
 mod batch;
 mod binary;
+mod clock;
 mod cloudevents;
 mod crash;
 mod debugger;
