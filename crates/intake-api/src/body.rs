@@ -145,6 +145,22 @@ pub async fn json_object(
     parse_object(&bytes)
 }
 
+/// Reads a JSON document of any kind, required to be there and to say it is JSON (a schema,
+/// which may be `true` or `false`).
+pub async fn json_document(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: BodyLimits,
+) -> Result<Value, ApiError> {
+    require_json(req)?;
+    let bytes = read_limited(req, payload, limits).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::InvalidUtf8)?;
+    if text.trim().is_empty() {
+        return Err(ApiError::InvalidJson("the body is empty".into()));
+    }
+    serde_json::from_str(text).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
 /// Reads a JSON body of any kind (an array, for a batch of CloudEvents); `None` when the body
 /// is empty (a binary-mode CloudEvent without data).
 pub async fn json_value(

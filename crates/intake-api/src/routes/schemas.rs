@@ -76,7 +76,7 @@ fn no_schema(event_type: &str) -> ApiError {
     tag = "schemas",
     summary = "Register a new version of an event type's schema",
     params(("event_type" = String, Path, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$", description = "The event type")),
-    request_body(content = Object, content_type = "application/json", description = "A JSON Schema (draft 2020-12) object; references only within itself"),
+    request_body(content = Object, content_type = "application/json", description = "A JSON Schema (draft 2020-12): an object, or true or false; references only within itself"),
     responses(
         (status = 201, description = "A new version", body = SchemaBody),
         (status = 200, description = "The latest version already is this schema", body = SchemaBody),
@@ -90,7 +90,9 @@ pub(crate) async fn put_schema(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let event_type = event_type(&path)?;
-    let document = Value::Object(body::json_object(&req, payload, state.schema_body).await?);
+    // Any JSON document: one that is not a JSON Schema (neither an object nor a boolean) is the
+    // schema's problem, not the body's.
+    let document = body::json_document(&req, payload, state.schema_body).await?;
     let put = state
         .schemas
         .register(caller.tenant(), &event_type, document)

@@ -143,13 +143,18 @@ async fn a_batch_larger_than_what_is_left_is_refused_whole(pool: PgPool) {
     assert_eq!(remaining(&response).0, 3, "a batch costs its items");
     let response = post(&app.client, &app.address, &token, &batch("b", 5), true).await;
     assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"), "5 fit later: when to retry");
     assert_eq!(count(&app, "b-").await, 0, "refused whole");
     let response = post(&app.client, &app.address, &token, &batch("c", 3), true).await;
     assert_eq!(response.status(), 200);
+    // More than the burst can never fit (§10): the policy says the burst, and no Retry-After.
     let response = post(&app.client, &app.address, &token, &batch("d", 11), true).await;
     assert_eq!(response.status(), 429);
+    assert!(!response.headers().contains_key("retry-after"), "11 never fit a burst of 10");
+    assert_eq!(policy(&response), "\"events\";q=10;w=10");
     let problem: Value = response.json().await.expect("json");
     assert!(problem["detail"].as_str().is_some_and(|d| d.contains("burst of 10")), "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("never")), "{problem}");
     // A body that is not a batch spends nothing, and still shows the budget.
     let bad = app
         .client

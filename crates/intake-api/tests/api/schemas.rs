@@ -296,8 +296,9 @@ async fn hostile_and_invalid_schemas_are_refused_without_harm(pool: PgPool) {
     // A body far over the limit is not even read.
     let enormous = json!({"enum": (0..40_000).map(|i| format!("value-{i}")).collect::<Vec<_>>()});
     assert_eq!(put(&app, "hostile", &enormous).await.0, 413);
+    // A document that is not a JSON Schema at all is the schema's problem (§9).
     let (status, problem) = put(&app, "hostile", &json!([1, 2])).await;
-    assert_eq!((status, &problem["type"]), (400, &json!("/docs/troubleshooting#invalid-body")));
+    assert_eq!((status, &problem["type"]), (400, &json!("/docs/troubleshooting#invalid-schema")));
     assert_eq!(get(&app, "/v1/schemas").await.1["data"], json!([]), "nothing registered");
 
     // A pattern that backtracks catastrophically elsewhere is checked in linear time here.
@@ -379,4 +380,28 @@ async fn a_change_reaches_a_second_server_within_a_second(pool: PgPool) {
     println!(
         "schema change seen by a second server after {registered:?}; deletion after {removed:?}"
     );
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_document_that_is_no_schema_is_an_invalid_schema_and_true_and_false_are_schemas(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    for document in [json!([]), json!(1), json!("s"), Value::Null] {
+        let (status, body) = put(&app, "flag.set", &document).await;
+        assert_eq!(
+            (status, body["type"].as_str()),
+            (400, Some("/docs/troubleshooting#invalid-schema")),
+            "for {document}: {body}"
+        );
+    }
+    let (status, body) = put(&app, "flag.set", &json!(true)).await;
+    assert_eq!(status, 201, "{body}");
+    let accepted = app.post_event(&event("f-1", "flag.set", json!({"any": 1}))).await;
+    assert_eq!(accepted.status(), 200, "true accepts every event");
+    let (status, body) = put(&app, "flag.set", &json!(false)).await;
+    assert_eq!((status, body["version"].as_u64()), (201, Some(2)), "{body}");
+    let refused: Value =
+        app.post_event(&event("f-2", "flag.set", json!({}))).await.json().await.expect("json");
+    assert_eq!(refused["type"], "/docs/troubleshooting#schema-violation", "{refused}");
 }
