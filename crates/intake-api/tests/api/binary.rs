@@ -200,7 +200,18 @@ async fn eventually(seconds: u64, what: &str, mut condition: impl AsyncFnMut() -
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPool) {
-    let server = ServeProcess::start(&database_url(&pool).await, None).await;
+    a_stop_signal_drains(pool, "TERM").await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn sigint_drains_exactly_as_sigterm_does(pool: PgPool) {
+    a_stop_signal_drains(pool, "INT").await;
+}
+
+/// `signal` (TERM or INT) stops the server: requests in flight finish, new ones are refused, the
+/// process exits 0 and warns of nothing.
+async fn a_stop_signal_drains(pool: PgPool, signal: &str) {
+    let server = ServeProcess::start(&database_url(&pool).await, Some("info")).await;
     // A client without connection reuse: each request opens its own connection.
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
 
@@ -224,7 +235,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPoo
     // the eight are in the server's hands.
     let later = client.get(server.url("/healthz")).send().await.expect("served");
     assert_eq!(later.status(), 200);
-    server.sigterm();
+    server.signal(signal);
     // The listener closes on SIGTERM: a new connection is soon refused.
     let address = server.base.trim_start_matches("http://").to_owned();
     eventually(5, "the listener closing", async || {
@@ -240,14 +251,20 @@ async fn sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(pool: PgPoo
         .body(event("late".into()))
         .send()
         .await;
-    assert!(late.is_err(), "a request after SIGTERM was served: {:?}", late.map(|r| r.status()));
+    assert!(
+        late.is_err(),
+        "a request after SIG{signal} was served: {:?}",
+        late.map(|r| r.status())
+    );
 
     for (i, task) in in_flight.into_iter().enumerate() {
         let response = task.await.expect("task").expect("a request in flight gets its answer");
-        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.status(), 200, "request {i} after SIG{signal}");
     }
     let (exit, logs) = server.wait();
     assert!(exit.success(), "exit {exit:?}: {logs}");
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(warnings.is_empty(), "a clean stop warns of nothing: {warnings:?}");
 
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT idempotency_key FROM events ORDER BY idempotency_key")

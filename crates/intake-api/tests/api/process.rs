@@ -112,8 +112,13 @@ impl ServeProcess {
     }
 
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the process a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
         let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(killed.success());
