@@ -141,7 +141,7 @@ impl<S: RequiredScope> FromRequest for Caller<S> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
-fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -4,16 +4,40 @@
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
+use intake_domain::Scope;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{Caller, EventsRead};
+use crate::auth::{bearer_token, Authenticator, Caller, EventsRead};
 use crate::problem::ApiError;
 use intake_service::DebugHub;
 
 /// A comment this often keeps idle streams (and the proxies between) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How often a stream checks that its token may still read: no longer than the authenticator
+/// caches a lookup (`auth.cache_ttl_ms`, 500 ms by default), so that a revoked token's stream
+/// ends within a second.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// The token a stream was opened with, checked again while it lasts.
+struct Token {
+    secret: String,
+    authenticator: web::Data<Authenticator>,
+}
+
+impl Token {
+    /// Whether the token is still valid with `events:read`; a storage failure is not taken for a
+    /// revocation.
+    async fn still_reads(&self) -> bool {
+        match self.authenticator.principal(&self.secret).await {
+            Ok(Some(principal)) => principal.scopes.contains(&Scope::EventsRead),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+}
 
 /// The page, embedded in the binary.
 const PAGE: &str = include_str!("../../assets/debugger.html");
@@ -30,30 +54,51 @@ const PAGE: &str = include_str!("../../assets/debugger.html");
 )]
 pub(crate) async fn debugger_stream(
     caller: Caller<EventsRead>,
+    req: HttpRequest,
     hub: web::Data<DebugHub>,
+    authenticator: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
     let receiver = hub.subscribe(caller.tenant());
     let closed = hub.closed();
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.reset();
+    let token = Token { secret: bearer_token(&req)?.to_owned(), authenticator };
     let opening =
         stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")) });
     let entries = stream::unfold(
-        (receiver, keep_alive, closed),
-        |(mut receiver, mut keep_alive, mut closed)| async move {
+        (receiver, keep_alive, recheck, closed, Some(token)),
+        |(mut receiver, mut keep_alive, mut recheck, mut closed, token)| async move {
+            let token = token?;
             if *closed.borrow() {
                 return None;
             }
-            let chunk = tokio::select! {
-                _ = closed.changed() => return None,
-                entry = receiver.recv() => match entry {
-                    Ok(entry) => format!("event: {}\ndata: {}\n\n", entry.0, entry.1),
-                    Err(RecvError::Lagged(missed)) => format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"),
-                    Err(RecvError::Closed) => return None,
-                },
-                _ = keep_alive.tick() => ": keep-alive\n\n".to_owned(),
+            let mut last = None;
+            let chunk = loop {
+                break tokio::select! {
+                    _ = closed.changed() => return None,
+                    entry = receiver.recv() => match entry {
+                        Ok(entry) => format!("event: {}\ndata: {}\n\n", entry.0, entry.1),
+                        Err(RecvError::Lagged(missed)) => format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"),
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = keep_alive.tick() => ": keep-alive\n\n".to_owned(),
+                    _ = recheck.tick() => {
+                        if token.still_reads().await {
+                            continue;
+                        }
+                        last = Some(());
+                        "event: closed\ndata: {\"reason\":\"the token was revoked or lost events:read\"}\n\n".to_owned()
+                    }
+                };
             };
-            Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (receiver, keep_alive, closed)))
+            // The last chunk goes out, then the stream ends.
+            let token = if last.is_some() { None } else { Some(token) };
+            Some((
+                Ok::<_, actix_web::Error>(Bytes::from(chunk)),
+                (receiver, keep_alive, recheck, closed, token),
+            ))
         },
     );
     Ok(HttpResponse::Ok()

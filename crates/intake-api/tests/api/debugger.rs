@@ -230,3 +230,34 @@ async fn an_event_corrected_for_the_senders_clock_shows_what_was_reported(pool: 
     assert!(accepted[0]["sent_at"].is_string(), "{}", stream.text);
     assert_ne!(accepted[0]["occurred_at"], "2025-12-22T10:30:00Z", "corrected: {}", stream.text);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_stream_ends_within_a_second_of_its_token_being_revoked(pool: PgPool) {
+    use intake_domain::TokenStore;
+    let (reader, reader_id) =
+        create_token(&pool, "acme", vec![intake_domain::Scope::EventsRead]).await;
+    let (writer, _) = create_token(&pool, "acme", intake_domain::Scope::ALL.to_vec()).await;
+    let store = intake_storage::PgStore::new(pool.clone());
+    let app = spawn_app(pool).await;
+    let mut stream = Stream::open(&app.address, &reader).await;
+    assert_eq!(post(&app.address, &writer, event("before")).await, 200);
+    stream.until("before", Duration::from_secs(5)).await;
+
+    assert!(store.revoke(reader_id).await.expect("revoked"));
+    let revoked_at = Instant::now();
+    // The stream must end by itself: read until the server closes it.
+    let ended = loop {
+        assert!(revoked_at.elapsed() < Duration::from_secs(3), "still open: {}", stream.text);
+        assert_eq!(
+            post(&app.address, &writer, event(&format!("after-{}", stream.text.len()))).await,
+            200
+        );
+        match tokio::time::timeout(Duration::from_millis(100), stream.body.next()).await {
+            Ok(None) | Ok(Some(Err(_))) => break revoked_at.elapsed(),
+            Ok(Some(Ok(chunk))) => stream.text.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => {}
+        }
+    };
+    println!("the stream ended {} ms after the revocation", ended.as_millis());
+    assert!(ended < Duration::from_millis(1500), "ended after {ended:?}");
+}
