@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use intake_service::labels::TenantLabels;
 use intake_storage::{GroupCommitStats, PoolStats};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -75,6 +76,8 @@ pub struct Metrics {
     rate_fallbacks: IntCounter,
     rate_degraded: IntGauge,
     clock_skew: Histogram,
+    /// The tenants with series of their own (the first hundred), the rest `other`.
+    tenants: Arc<TenantLabels>,
     storage: StorageGauge,
 }
 
@@ -215,6 +218,7 @@ impl Metrics {
             rate_fallbacks,
             rate_degraded,
             clock_skew,
+            tenants: Arc::default(),
             storage,
         })
     }
@@ -229,7 +233,7 @@ impl Metrics {
 
     /// Counts a request refused for its tenant's rate limit.
     pub fn count_limited(&self, tenant: &str) {
-        self.rate_limited.with_label_values(&[tenant]).inc();
+        self.rate_limited.with_label_values(&[self.tenants.label(tenant)]).inc();
     }
 
     /// Counts a request the HTTP layer refused before routing.

@@ -56,7 +56,7 @@ pub async fn middleware<B: MessageBody + 'static>(
     );
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     // Handlers' errors become responses inside this scope (actix renders them in the route's
     // service), so their problem bodies can name the request id.
     let mut response =
@@ -69,10 +69,28 @@ pub async fn middleware<B: MessageBody + 'static>(
     if let Some(metrics) = metrics {
         // The route's pattern, not its path, so that ids do not make new series.
         let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        metrics.observe_request(&method, &route, status, elapsed);
+        metrics.observe_request(method, &route, status, elapsed);
     }
     span.in_scope(|| {
         tracing::info!(status, latency_ms = elapsed * 1000.0, "request finished");
     });
     Ok(response)
+}
+
+/// A request's method as a metric label: one of HTTP's own, else `other`, so that a client
+/// inventing methods cannot add series.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(&Method, &str); 9] = [
+        (&Method::GET, "GET"),
+        (&Method::POST, "POST"),
+        (&Method::PUT, "PUT"),
+        (&Method::DELETE, "DELETE"),
+        (&Method::HEAD, "HEAD"),
+        (&Method::OPTIONS, "OPTIONS"),
+        (&Method::PATCH, "PATCH"),
+        (&Method::TRACE, "TRACE"),
+        (&Method::CONNECT, "CONNECT"),
+    ];
+    KNOWN.iter().find(|(known, _)| *known == method).map_or("other", |(_, label)| label)
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod background;
 pub mod debugger;
 pub mod ingest;
+pub mod labels;
 pub mod limits;
 pub mod schemas;
 pub mod view;

@@ -162,3 +162,38 @@ async fn stopping_the_server_ends_every_background_loop(pool: PgPool) {
         .expect("stops cleanly");
     assert_eq!(background.running(), 0, "loops still running after the stop");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn metrics_do_not_grow_with_methods_or_paths_a_client_makes_up(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let lines = || async {
+        let text = app.client.get(app.url("/metrics")).send().await.expect("sent").text().await;
+        text.expect("text")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    // One of each kind first, so that the series an unknown method lands in exist already.
+    let send = |method: &str, path: &str| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        app.client.request(method, app.url(path)).send()
+    };
+    send("BREW", "/v1/events/0/x").await.expect("sent");
+    send("GET", "/no/such/path").await.expect("sent");
+    lines().await; // The scrape's own series.
+    let before = lines().await;
+    for n in 0..300 {
+        send(&format!("M{n}X"), &format!("/v1/events/{n}/x")).await.expect("sent");
+        send("GET", &format!("/made-up/{n}")).await.expect("sent");
+    }
+    let after = lines().await;
+    let made_up: Vec<&String> =
+        after.iter().filter(|l| l.contains("M1X") || l.contains("made-up")).collect();
+    assert!(made_up.is_empty(), "a client's method or path became a label: {made_up:?}");
+    assert_eq!(after.len(), before.len(), "series appeared: {:?}", {
+        let old: std::collections::HashSet<_> =
+            before.iter().map(|l| l.split(' ').next()).collect();
+        after.iter().filter(|l| !old.contains(&l.split(' ').next())).take(5).collect::<Vec<_>>()
+    });
+}
