@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use intake_domain::{
     CompiledSchema, EventType, InvalidSchema, SchemaLimits, SchemaPut, SchemaRecord, SchemaStore,
@@ -35,12 +36,25 @@ pub struct SchemaCache {
     limits: SchemaLimits,
     entries: RwLock<Entries>,
     loaded: OnceCell<()>,
+    /// When loading last failed, and why: requests that find the cache unloaded while storage
+    /// is down share that failure for a moment rather than each waiting out an attempt of its
+    /// own, one after the other.
+    failed: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// How long a failure to load is answered to later requests before loading is tried again.
+const RETRY_LOAD_AFTER: Duration = Duration::from_millis(500);
 
 impl SchemaCache {
     /// An empty cache over `store`; it loads on first use.
     pub fn new(store: Arc<dyn SchemaStore>, limits: SchemaLimits) -> Self {
-        Self { store, limits, entries: RwLock::new(HashMap::new()), loaded: OnceCell::new() }
+        Self {
+            store,
+            limits,
+            entries: RwLock::new(HashMap::new()),
+            loaded: OnceCell::new(),
+            failed: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The store behind the cache.
@@ -59,9 +73,35 @@ impl SchemaCache {
         tenant: &TenantId,
         event_type: &EventType,
     ) -> Result<Option<Arc<ActiveSchema>>, StoreError> {
-        self.loaded.get_or_try_init(|| self.resync()).await?;
+        if !self.loaded.initialized() {
+            self.load().await?;
+        }
         let entries = self.entries.read().map_err(poisoned)?;
         Ok(entries.get(tenant).and_then(|types| types.get(event_type)).cloned())
+    }
+
+    /// Loads the cache once; while storage is down, one attempt at a time, and a failure is
+    /// shared with the requests that waited for it.
+    async fn load(&self) -> Result<(), StoreError> {
+        let mut failed = self.failed.lock().await;
+        if self.loaded.initialized() {
+            return Ok(());
+        }
+        if let Some((at, why)) = failed.as_ref() {
+            if at.elapsed() < RETRY_LOAD_AFTER {
+                return Err(StoreError::Unavailable(anyhow::anyhow!("{why}")));
+            }
+        }
+        match self.loaded.get_or_try_init(|| self.resync()).await {
+            Ok(()) => {
+                *failed = None;
+                Ok(())
+            }
+            Err(error) => {
+                *failed = Some((Instant::now(), format!("{error:#}")));
+                Err(error)
+            }
+        }
     }
 
     /// Makes the cache equal to the database: compiles what changed, drops what was deleted.

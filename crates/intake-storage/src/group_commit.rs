@@ -201,6 +201,15 @@ async fn write_groups(
             held = match conn {
                 Ok(conn) => commit(&store, conn, &mut group, &counters).await,
                 Err(error) => {
+                    // Everything queued meanwhile has waited out this attempt already: it is
+                    // answered now, rather than after an attempt of its own (a 503 within one
+                    // acquire timeout, not two).
+                    answer_all(&mut group, &error);
+                    let mut queue = receiver.lock().await;
+                    while let Ok(pending) = queue.try_recv() {
+                        group.push(pending);
+                    }
+                    drop(queue);
                     answer_all(&mut group, &error);
                     None
                 }

@@ -299,3 +299,37 @@ async fn requests_the_http_layer_refuses_are_problems_with_a_request_id(pool: Pg
     let response = reqwest::get(format!("{}/healthz", app.address)).await.expect("healthz");
     assert_eq!(response.status(), 200);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn while_the_database_is_down_no_answer_waits_for_more_than_one_acquire_timeout(
+    _pool: PgPool,
+) {
+    // The pool gives up on a connection after 0.5 s; a request queued behind a writer that is
+    // still waiting must not then wait a second 0.5 s of its own.
+    let app = spawn_app_without_database().await;
+    let mut tasks = Vec::new();
+    for wave in 0..6 {
+        for n in 0..10 {
+            let request = app.post_events().body(
+                json!({"event_type": "t", "occurred_at": "2025-12-22T10:30:00Z",
+                       "idempotency_key": format!("down-{wave}-{n}"), "data": {}})
+                .to_string(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let status = request.send().await.expect("answered").status().as_u16();
+                (status, started.elapsed())
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let mut slowest = std::time::Duration::ZERO;
+    for task in tasks {
+        let (status, took) = task.await.expect("task");
+        assert_eq!(status, 503);
+        slowest = slowest.max(took);
+    }
+    println!("slowest 503: {} ms (acquire timeout 500 ms)", slowest.as_millis());
+    // Twice the acquire timeout means a request waited for two attempts.
+    assert!(slowest < std::time::Duration::from_millis(950), "slowest 503 took {slowest:?}");
+}

@@ -248,3 +248,44 @@ async fn a_database_restart_under_load_gives_only_503s_and_loses_nothing_acknowl
 async fn stored(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap_or(0)
 }
+
+#[tokio::test]
+async fn with_the_database_stopped_no_single_event_waits_for_two_acquire_timeouts() {
+    let (cluster, address) = serve_on_private_cluster().await;
+    let client = reqwest::Client::new();
+    let post = |key: String| {
+        let mut body = quick_start_event();
+        body["idempotency_key"] = key.into();
+        let request = client
+            .post(format!("{address}/v1/events"))
+            .bearer_auth(crate::helpers::DEV_TOKEN)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        async move {
+            let started = Instant::now();
+            let status = request.send().await.expect("answered").status().as_u16();
+            (status, started.elapsed())
+        }
+    };
+    assert_eq!(post("before".into()).await.0, 200, "up: the schema cache is loaded");
+
+    cluster.stop();
+    let mut tasks = Vec::new();
+    for wave in 0..8 {
+        for n in 0..8 {
+            tasks.push(tokio::spawn(post(format!("down-{wave}-{n}"))));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        let (status, took) = task.await.expect("task");
+        assert_eq!(status, 503);
+        slowest = slowest.max(took);
+    }
+    println!(
+        "slowest 503 with the database stopped: {} ms (acquire timeout 1000 ms)",
+        slowest.as_millis()
+    );
+    assert!(slowest < Duration::from_millis(1900), "a 503 took {slowest:?}: two waits");
+}
