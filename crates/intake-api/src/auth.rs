@@ -92,6 +92,21 @@ impl<S> Caller<S> {
 }
 
 impl Caller<EventsWrite> {
+    /// Refuses (429) a caller whose budget has no room for a single event, before its body is
+    /// read; spends nothing. The budget goes with the request, for its answer's fields.
+    pub async fn admit(&self, req: &HttpRequest, ingest: &Ingest) -> Result<(), ApiError> {
+        let admitted = ingest.admit(&self.principal.account).await;
+        let budget = match &admitted {
+            Ok(budget) => *budget,
+            Err(Refusal::RateLimited { budget, .. }) => Some(*budget),
+            Err(_) => None,
+        };
+        if let Some(budget) = budget {
+            req.extensions_mut().insert(budget);
+        }
+        admitted.map(|_| ()).map_err(ApiError::from)
+    }
+
     /// Spends `cost` events of the caller's budget: the permit to ingest them, or 429 when they
     /// do not fit. The budget goes with the request, for its answer's fields.
     pub async fn permit(

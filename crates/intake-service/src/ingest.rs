@@ -190,6 +190,18 @@ impl Ingest {
         }
     }
 
+    /// Whether the account has room for at least one event, spending nothing: a request whose
+    /// cost is known only once its body is read (a batch) is refused before it is read when
+    /// the budget is empty. The budget as it stands, `None` when limits are off.
+    pub async fn admit(&self, account: &Account) -> Result<Option<Budget>, Refusal> {
+        match self.limits.spend(account, 0).await {
+            Some(budget) if budget.remaining == 0 => {
+                Err(self.refuse(&account.tenant, Refusal::RateLimited { budget, cost: 1 }))
+            }
+            budget => Ok(budget),
+        }
+    }
+
     /// Tells the observers of a refusal the edge made itself (a body it could not read), and
     /// hands it back.
     pub fn refuse(&self, tenant: &TenantId, refusal: Refusal) -> Refusal {

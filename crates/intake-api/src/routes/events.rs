@@ -260,7 +260,9 @@ pub(crate) async fn ingest_batch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     // A batch costs its number of items, known once the body is read; a body that is not a
-    // batch spends nothing (its answer still shows the budget).
+    // batch spends nothing (its answer still shows the budget). A budget with no room for even
+    // one event is refused before the body is read, inflated and parsed.
+    caller.admit(&req, &state.ingest).await?;
     let format = event_format(req.headers());
     let read = match format {
         EventFormat::Batched => body::json_value(&req, payload, state.batch_body).await,

@@ -145,8 +145,6 @@ async fn a_batch_larger_than_what_is_left_is_refused_whole(pool: PgPool) {
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"), "5 fit later: when to retry");
     assert_eq!(count(&app, "b-").await, 0, "refused whole");
-    let response = post(&app.client, &app.address, &token, &batch("c", 3), true).await;
-    assert_eq!(response.status(), 200);
     // More than the burst can never fit (§10): the policy says the burst, and no Retry-After.
     let response = post(&app.client, &app.address, &token, &batch("d", 11), true).await;
     assert_eq!(response.status(), 429);
@@ -167,6 +165,10 @@ async fn a_batch_larger_than_what_is_left_is_refused_whole(pool: PgPool) {
         .expect("sent");
     assert_eq!(bad.status(), 400);
     assert!(bad.headers().contains_key("ratelimit"));
+    let response = post(&app.client, &app.address, &token, &batch("c", 3), true).await;
+    assert_eq!(response.status(), 200);
+    // 3 were left (give or take a second's refill): the bad body spent none of them.
+    assert!(remaining(&response).0 <= 1, "the bad body spent nothing");
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -299,4 +301,21 @@ async fn redis_stopped_mid_run_falls_back_without_a_500_and_recovers(pool: PgPoo
         n += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn an_exhausted_token_is_refused_before_its_batch_is_read(pool: PgPool) {
+    let (token, _) = create_limited_token(&pool, "acme", 1, 3).await;
+    let app = spawn_app(pool).await;
+    let batch = json!({"events": (0..3).map(|i| event(&format!("e-{i}"))).collect::<Vec<_>>()});
+    assert_eq!(post(&app.client, &app.address, &token, &batch, true).await.status(), 200);
+    // The head of a 4 MiB batch, and none of its body: the budget is gone, so the answer must
+    // not wait for a body it will not use.
+    let head = format!(
+        "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 4194304\r\n\r\n"
+    );
+    let answer = crate::helpers::raw_exchange(&app.address, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after:"), "{answer}");
 }
