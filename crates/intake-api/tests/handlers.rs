@@ -111,8 +111,18 @@ async fn the_troubleshooting_guide_is_served() {
     let response =
         call_service(&service, TestRequest::get().uri("/docs/troubleshooting").to_request()).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body = actix_web::test::read_body(response).await;
-    assert!(String::from_utf8_lossy(&body).contains("# Event Intake API issues"));
+    let content_type = response.headers().get("content-type").cloned();
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("text/html; charset=utf-8")
+    );
+    let body = String::from_utf8_lossy(&actix_web::test::read_body(response).await).into_owned();
+    assert!(body.contains("Event Intake API issues</h1>"), "{body}");
+    // Every problem's `type` link (/docs/troubleshooting#<slug>) opens at its section.
+    for kind in intake_api::problem::ProblemKind::ALL {
+        let anchor = format!("<h2 id=\"{}\">", kind.slug);
+        assert!(body.contains(&anchor), "no {anchor} in the guide");
+    }
 }
 
 #[actix_web::test]
