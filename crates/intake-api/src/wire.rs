@@ -124,23 +124,69 @@ pub fn event_format(headers: &HeaderMap) -> EventFormat {
 /// The CloudEvents attributes of a binary-mode request: every `ce-` header, without the
 /// prefix, its value percent-decoded (the HTTP binding's encoding); `datacontenttype` from
 /// `Content-Type`. A value that is not UTF-8 once decoded is kept as sent.
-pub fn binary_attributes(headers: &HeaderMap) -> Map<String, Value> {
+pub fn binary_attributes(headers: &HeaderMap) -> Result<Map<String, Value>, Vec<FieldError>> {
     let mut attributes = Map::new();
-    for (name, value) in headers {
-        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+    let mut errors = Vec::new();
+    for name in headers.keys() {
+        let field = name.as_str();
+        let Some(attribute) = field.strip_prefix("ce-") else {
             continue;
         };
-        let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        let decoded = percent_encoding::percent_decode_str(&raw)
-            .decode_utf8()
-            .map(|d| d.into_owned())
-            .unwrap_or(raw);
-        attributes.insert(attribute.to_owned(), Value::String(decoded));
+        let mut values = headers.get_all(name);
+        let Some(value) = values.next() else { continue };
+        if values.next().is_some() {
+            errors.push(FieldError::new(
+                field,
+                ErrorCode::DuplicateField,
+                format!("{field} is given more than once; send each attribute once"),
+            ));
+        } else if attribute == "data" {
+            errors.push(FieldError::new(
+                field,
+                ErrorCode::UnknownField,
+                "in binary mode the body is the data: there is no ce-data header",
+            ));
+        } else {
+            match percent_decoded(value.as_bytes()) {
+                Ok(text) => {
+                    attributes.insert(attribute.to_owned(), Value::String(text));
+                }
+                Err(why) => errors.push(FieldError::new(
+                    field,
+                    ErrorCode::InvalidEncoding,
+                    format!("{field} {why}"),
+                )),
+            }
+        }
     }
     if let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         attributes.insert("datacontenttype".into(), Value::String(content_type.to_owned()));
     }
-    attributes
+    if errors.is_empty() {
+        Ok(attributes)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A binary-mode header's value, percent-decoded as the HTTP binding says (3.1.3.2): the header
+/// is printable ASCII, every `%` starts an escape of two hex digits, and the decoded bytes are
+/// UTF-8. Anything else is refused, never stored altered.
+fn percent_decoded(raw: &[u8]) -> Result<String, &'static str> {
+    if raw.iter().any(|&b| !(b == b'\t' || (0x20..0x7f).contains(&b))) {
+        return Err("must be printable ASCII; percent-encode other characters as UTF-8 (%C3%A9)");
+    }
+    // percent-encoding's decoder passes a malformed escape through as it is: refuse those first.
+    let escapes_well_formed = raw.iter().enumerate().filter(|(_, &b)| b == b'%').all(|(at, _)| {
+        raw.get(at + 1..at + 3).is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_well_formed {
+        return Err("has a % that does not start an escape of two hex digits");
+    }
+    percent_encoding::percent_decode(raw)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "percent-decodes to bytes that are not UTF-8")
 }
 
 /// Whether the client asks for events as structured CloudEvents.

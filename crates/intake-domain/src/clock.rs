@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use crate::event::{json_type_name, OccurredAt};
+use crate::event::{json_type_name, writable_year, OccurredAt};
 use crate::validation::{ErrorCode, FieldError, Limits};
 
 /// What a request said of the sender's clock, read against the moment it was received.
@@ -38,6 +38,11 @@ impl SenderClock {
                 ))
             })?
             .with_timezone(&Utc);
+        if !writable_year(sent_at) {
+            return Err(invalid(format!(
+                "{field} is out of range: in UTC it must fall in the years 0001 to 9999"
+            )));
+        }
         let skew = received.signed_duration_since(sent_at);
         Ok(Self { sent_at, skew })
     }

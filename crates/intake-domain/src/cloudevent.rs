@@ -146,7 +146,14 @@ pub fn parse(
         }
         let well_named = (1..=20).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !well_named {
+        if name == "recordedtime" {
+            errors.push(FieldError::new(
+                mode.field(name),
+                ErrorCode::ReservedField,
+                "recordedtime is when intake received the event, set on read-back; it cannot be \
+                 sent",
+            ));
+        } else if !well_named {
             errors.push(FieldError::new(
                 mode.field(name),
                 ErrorCode::UnknownField,

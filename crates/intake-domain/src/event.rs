@@ -140,6 +140,12 @@ impl EventType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OccurredAt(DateTime<Utc>);
 
+/// Whether an instant's year in UTC is one RFC 3339 can write (0001–9999): `0000-01-01T00:00:00+14:00`
+/// parses, but in UTC it falls in year -1, which no RFC 3339 reader takes back.
+pub fn writable_year(instant: DateTime<Utc>) -> bool {
+    (1..=9999).contains(&chrono::Datelike::year(&instant))
+}
+
 impl OccurredAt {
     /// Accepts an RFC 3339 date-time with an offset (`Z` or `±hh:mm`) that is not more than
     /// `max_future_skew` ahead of `now`. Digits beyond microseconds are truncated.
@@ -153,9 +159,15 @@ impl OccurredAt {
                  2025-12-22T10:30:00Z or 2025-12-22T12:30:00+02:00",
             )
         })?;
-        let instant = Self::from_micros(parsed.timestamp_micros()).ok_or_else(|| {
-            FieldError::new(field, ErrorCode::InvalidTimestamp, "occurred_at is out of range")
-        })?;
+        let instant = Self::from_micros(parsed.timestamp_micros())
+            .filter(|instant| writable_year(instant.0))
+            .ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    ErrorCode::InvalidTimestamp,
+                    "occurred_at is out of range: in UTC it must fall in the years 0001 to 9999",
+                )
+            })?;
         if instant.0 > now + limits.max_future_skew {
             return Err(FieldError::new(
                 field,

@@ -34,6 +34,13 @@ pub enum ErrorCode {
     UnknownField,
     /// A key that an earlier event holds with a different payload (an item of a batch).
     IdempotencyKeyReused,
+    /// A value whose encoding is broken: a header that is not ASCII, malformed
+    /// percent-encoding, or bytes that do not decode to UTF-8.
+    InvalidEncoding,
+    /// A field or attribute given more than once.
+    DuplicateField,
+    /// A field that intake sets itself and a client may not send.
+    ReservedField,
 }
 
 impl ErrorCode {
@@ -53,6 +60,9 @@ impl ErrorCode {
             Self::NumberOutOfRange => "number_out_of_range",
             Self::UnknownField => "unknown_field",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::InvalidEncoding => "invalid_encoding",
+            Self::DuplicateField => "duplicate_field",
+            Self::ReservedField => "reserved_field",
         }
     }
 }

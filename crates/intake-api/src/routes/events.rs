@@ -100,7 +100,7 @@ async fn read_event(
             (Incoming::CloudEvent { attributes, mode: Mode::Structured }, sent_at_header(req))
         }
         EventFormat::Binary => {
-            let mut attributes = binary_attributes(req.headers());
+            let mut attributes = binary_attributes(req.headers()).map_err(ApiError::from)?;
             if let Some(data) = body::json_value(req, payload, limits).await? {
                 attributes.insert("data".into(), data);
             }

@@ -25,8 +25,8 @@ pub(crate) struct SchemaBody {
     /// When this version was registered (RFC 3339, UTC).
     #[schema(format = DateTime)]
     created_at: String,
-    /// The JSON Schema (draft 2020-12).
-    #[schema(value_type = Object)]
+    /// The JSON Schema (draft 2020-12): an object, or true or false.
+    #[schema(value_type = serde_json::Value)]
     schema: Value,
 }
 

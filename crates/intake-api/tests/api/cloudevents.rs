@@ -297,3 +297,62 @@ async fn a_cloudevent_is_checked_against_its_types_schema(pool: PgPool) {
         app.get_json(&format!("/v1/events/{}", accepted["event_id"].as_str().expect("id"))).await;
     assert_eq!(read["schema_version"], 1);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn binary_headers_are_stored_as_sent_or_refused_naming_the_attribute(pool: PgPool) {
+    use reqwest::header::HeaderValue;
+    let app = spawn_app(pool).await;
+    // An escaped percent sign reads back as it was meant.
+    let response = binary(&app, "ok-1")
+        .header("ce-subject", "%25FF%25FE")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let id: Value = response.json().await.expect("json");
+    let stored = read_as_cloudevent(&app, id["event_id"].as_str().expect("id")).await;
+    assert_eq!(stored["subject"], "%FF%FE");
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, &str)> = vec![
+        (
+            "raw Latin-1",
+            binary(&app, "b-1")
+                .header("ce-subject", HeaderValue::from_bytes(b"caf\xe9").expect("obs-text")),
+            "ce-subject",
+        ),
+        (
+            "percent-encoded invalid UTF-8",
+            binary(&app, "b-2").header("ce-subject", "%FF%FE"),
+            "ce-subject",
+        ),
+        (
+            "malformed percent-encoding",
+            binary(&app, "b-3").header("ce-subject", "%G1%4%"),
+            "ce-subject",
+        ),
+        ("two ce-id headers", binary(&app, "b-4").header("ce-id", "b-4-again"), "ce-id"),
+        ("a ce-data header", binary(&app, "b-5").header("ce-data", "{}"), "ce-data"),
+        (
+            "an extension named recordedtime",
+            binary(&app, "b-6").header("ce-recordedtime", "2025-12-22T10:30:00Z"),
+            "ce-recordedtime",
+        ),
+        (
+            "year 0000 with an offset",
+            binary(&app, "b-7").header("ce-time", "0000-01-01T00:00:00+14:00"),
+            "ce-time",
+        ),
+    ];
+    for (what, request, field) in cases {
+        let response = request.body("{}").send().await.expect("sent");
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.expect("json");
+        assert_eq!(status, 400, "{what}: {problem}");
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(fields.contains(&field), "{what}: {field} not named in {problem}");
+    }
+}
