@@ -37,7 +37,11 @@ impl AppData {
     /// Everything the routes need, over `backend`'s stores, with a debugger of this server
     /// alone.
     pub fn new(settings: &Settings, backend: &Backend) -> anyhow::Result<Self> {
-        Self::with_debugger(settings, backend, Arc::new(DebugHub::new(None)))
+        Self::with_debugger(
+            settings,
+            backend,
+            Arc::new(DebugHub::new(None, settings.debugger.limits())),
+        )
     }
 
     pub(crate) fn with_debugger(

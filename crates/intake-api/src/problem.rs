@@ -213,6 +213,12 @@ pub enum ApiError {
         /// What the limit is and what was asked.
         detail: String,
     },
+    /// The token holds as many debugger streams as it may.
+    #[error("{0}; close one first")]
+    TooManyStreams(String),
+    /// The server holds as many debugger streams as it may.
+    #[error("{0}; retry shortly, or on another server")]
+    DebuggerFull(String),
     /// A defect; logged, not explained to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -270,8 +276,10 @@ kinds! {
     UNSUPPORTED_CONTENT_ENCODING = "unsupported-content-encoding", 415, "Unsupported Content-Encoding";
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
     RATE_LIMITED = "rate-limited", 429, "Rate limit exceeded";
+    TOO_MANY_STREAMS = "too-many-streams", 429, "Too many debugger streams";
     SERVICE_UNAVAILABLE = "service-unavailable", 503, "Database unavailable";
     OVERLOADED = "overloaded", 503, "Server overloaded";
+    DEBUGGER_FULL = "debugger-full", 503, "Debugger streams full";
     MIGRATIONS_PENDING = "migrations-pending", 503, "Migrations pending";
     INTERNAL_ERROR = "internal-error", 500, "Internal error";
 }
@@ -319,6 +327,8 @@ impl ApiError {
             Self::Overloaded => ProblemKind::OVERLOADED,
             Self::RateLimited { .. } => ProblemKind::RATE_LIMITED,
             Self::MigrationsPending(_) => ProblemKind::MIGRATIONS_PENDING,
+            Self::TooManyStreams(_) => ProblemKind::TOO_MANY_STREAMS,
+            Self::DebuggerFull(_) => ProblemKind::DEBUGGER_FULL,
             Self::Internal(_) => ProblemKind::INTERNAL_ERROR,
         }
     }
@@ -410,7 +420,10 @@ impl ResponseError for ApiError {
                     response.insert_header((header::ALLOW, value));
                 }
             }
-            Self::Unavailable(_) | Self::Overloaded | Self::MigrationsPending(_) => {
+            Self::Unavailable(_)
+            | Self::Overloaded
+            | Self::MigrationsPending(_)
+            | Self::DebuggerFull(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
             }
             Self::RateLimited { retry_after: Some(retry_after), .. } => {

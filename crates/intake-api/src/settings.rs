@@ -25,6 +25,8 @@ pub struct Settings {
     pub group_commit: GroupCommitConfig,
     /// Event schemas.
     pub schemas: SchemaSettings,
+    /// The live debugger.
+    pub debugger: DebuggerSettings,
     /// `intake relay`.
     pub relay: RelayConfig,
     /// Authentication.
@@ -185,6 +187,25 @@ impl SchemaSettings {
             max_bytes: self.max_bytes,
             max_depth: self.max_depth,
             ..intake_domain::SchemaLimits::default()
+        }
+    }
+}
+
+/// `[debugger]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DebuggerSettings {
+    /// Streams a server holds open at once (503 debugger-full past it).
+    pub max_streams: usize,
+    /// Streams one token may hold open at once (429 too-many-streams past it).
+    pub max_streams_per_token: usize,
+}
+
+impl DebuggerSettings {
+    /// The limits the debugger's hub applies.
+    pub fn limits(&self) -> intake_service::debugger::StreamLimits {
+        intake_service::debugger::StreamLimits {
+            max_streams: self.max_streams,
+            per_token: self.max_streams_per_token,
         }
     }
 }

@@ -43,7 +43,11 @@ impl Application {
     pub fn build_with(settings: &Settings, mut backend: Backend) -> anyhow::Result<Self> {
         settings.check_for_serving()?;
         let background = Background::default();
-        let debugger = background::share_debugger(&background, backend.debug_transport.take());
+        let debugger = background::share_debugger(
+            &background,
+            backend.debug_transport.take(),
+            settings.debugger.limits(),
+        );
         let data = AppData::with_debugger(settings, &backend, debugger.clone())?;
         background::follow_schema_changes(
             &background,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::debugger::{DebugHub, WATCH_LIFETIME};
+use crate::debugger::{DebugHub, StreamLimits, WATCH_LIFETIME};
 use crate::schemas::SchemaCache;
 
 /// The most debugger messages waiting to be sent; past it they are dropped (a debugger may miss
@@ -103,15 +103,17 @@ pub fn follow_schema_changes(
 pub fn share_debugger(
     background: &Background,
     transport: Option<Arc<dyn DebugTransport>>,
+    limits: StreamLimits,
 ) -> Arc<DebugHub> {
     let (sender, mut outbox) = mpsc::channel::<DebugMessage>(OUTBOX);
-    let hub = Arc::new(DebugHub::new(transport.as_ref().map(|_| sender)));
+    let hub = Arc::new(DebugHub::new(transport.as_ref().map(|_| sender), limits));
     // Subscribers here keep their tenants watched, here and on the other servers.
     let announcing = hub.clone();
     background.spawn("debugger announcer", async move {
         let mut tick = tokio::time::interval(WATCH_LIFETIME / 3);
         loop {
             tick.tick().await;
+            announcing.prune();
             for tenant in announcing.local_tenants() {
                 announcing.mark_watched(&tenant);
                 announcing.announce(DebugMessage::Watch(tenant));

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use intake_domain::{DebugMessage, TenantId};
 use serde::Serialize;
 use serde_json::Value;
@@ -21,8 +22,65 @@ const BUFFER: usize = 1024;
 /// How long an announced watch lasts; watching servers announce every third of it.
 pub const WATCH_LIFETIME: Duration = Duration::from_secs(15);
 
-/// One request's outcome, as the stream sends it: `(event name, JSON)`.
-pub type Entry = Arc<(&'static str, String)>;
+/// One request's outcome as the stream sends it: the whole Server-Sent Events frame, made once
+/// and shared by every reader (a clone is a reference count).
+pub type Entry = Bytes;
+
+/// How many debugger streams a server holds, in all and per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Streams open on this server at once.
+    pub max_streams: usize,
+    /// Streams one token may hold open at once.
+    pub per_token: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self { max_streams: 1000, per_token: 10 }
+    }
+}
+
+/// Why a stream was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamRefused {
+    /// The token holds as many streams as it may.
+    #[error("this token already holds {0} debugger streams, the most it may")]
+    TooManyForToken(usize),
+    /// The server holds as many streams as it may.
+    #[error("this server already holds {0} debugger streams, the most it may")]
+    ServerFull(usize),
+}
+
+/// The streams open now, in all and by token.
+#[derive(Debug, Default)]
+struct OpenStreams {
+    total: usize,
+    by_token: HashMap<String, usize>,
+}
+
+/// A stream's place among the open ones, given back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: Arc<Mutex<OpenStreams>>,
+    token: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = match self.open.lock() {
+            Ok(open) => open,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.by_token.get_mut(&self.token) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.by_token.remove(&self.token);
+            }
+        }
+    }
+}
 
 /// An accepted (or replayed) event.
 #[derive(Debug, Serialize)]
@@ -74,16 +132,51 @@ pub struct DebugHub {
     outbound: Option<mpsc::Sender<DebugMessage>>,
     /// Set when the server stops: streams end, so that they do not hold the shutdown.
     closing: tokio::sync::watch::Sender<bool>,
+    limits: StreamLimits,
+    open: Arc<Mutex<OpenStreams>>,
 }
 
 impl DebugHub {
     /// A hub; `outbound` carries what other servers should hear (none: this server alone).
-    pub fn new(outbound: Option<mpsc::Sender<DebugMessage>>) -> Self {
+    pub fn new(outbound: Option<mpsc::Sender<DebugMessage>>, limits: StreamLimits) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
             watched: RwLock::new(HashMap::new()),
             outbound,
             closing: tokio::sync::watch::Sender::new(false),
+            limits,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more stream of the token (`token` names its budget, never its secret),
+    /// or why there is none.
+    pub fn open_stream(&self, token: &str) -> Result<StreamSlot, StreamRefused> {
+        let mut open = match self.open.lock() {
+            Ok(open) => open,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let of_token = open.by_token.get(token).copied().unwrap_or(0);
+        if of_token >= self.limits.per_token {
+            return Err(StreamRefused::TooManyForToken(of_token));
+        }
+        if open.total >= self.limits.max_streams {
+            return Err(StreamRefused::ServerFull(open.total));
+        }
+        open.total += 1;
+        *open.by_token.entry(token.to_owned()).or_default() += 1;
+        Ok(StreamSlot { open: self.open.clone(), token: token.to_owned() })
+    }
+
+    /// Forgets what nobody needs any more: channels of tenants without subscribers here, and
+    /// watches older than their lifetime. Run periodically (the announcer does), so that
+    /// neither map grows with tenants that come and go.
+    pub fn prune(&self) {
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.retain(|_, sender| sender.receiver_count() > 0);
+        }
+        if let Ok(mut watched) = self.watched.write() {
+            watched.retain(|_, at| at.elapsed() < WATCH_LIFETIME);
         }
     }
 
@@ -153,7 +246,7 @@ impl DebugHub {
     pub fn deliver(&self, tenant: &TenantId, kind: &'static str, json: String) {
         let sender = self.channels.lock().ok().and_then(|c| c.get(tenant).cloned());
         if let Some(sender) = sender {
-            let _ = sender.send(Arc::new((kind, json)));
+            let _ = sender.send(Bytes::from(format!("event: {kind}\ndata: {json}\n\n")));
         }
     }
 }

@@ -11,10 +11,13 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{bearer_token, Authenticator, Caller, EventsRead};
 use crate::problem::ApiError;
+use intake_service::debugger::StreamRefused;
 use intake_service::DebugHub;
 
-/// A comment this often keeps idle streams (and the proxies between) open.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A comment this often keeps idle streams (and the proxies between) open, and finds readers
+/// that left: a stream learns its reader is gone only when a write fails (the second after the
+/// reader closed), and until then holds its place among `debugger.max_streams`.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// How often a stream checks that its token may still read: no longer than the authenticator
 /// caches a lookup (`auth.cache_ttl_ms`, 500 ms by default), so that a revoked token's stream
@@ -58,6 +61,11 @@ pub(crate) async fn debugger_stream(
     hub: web::Data<DebugHub>,
     authenticator: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
+    let slot =
+        hub.open_stream(&caller.principal.account.budget_key).map_err(|refused| match refused {
+            StreamRefused::TooManyForToken(_) => ApiError::TooManyStreams(refused.to_string()),
+            StreamRefused::ServerFull(_) => ApiError::DebuggerFull(refused.to_string()),
+        })?;
     let receiver = hub.subscribe(caller.tenant());
     let closed = hub.closed();
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
@@ -68,9 +76,10 @@ pub(crate) async fn debugger_stream(
     let opening =
         stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")) });
     let entries = stream::unfold(
-        (receiver, keep_alive, recheck, closed, Some(token)),
-        |(mut receiver, mut keep_alive, mut recheck, mut closed, token)| async move {
-            let token = token?;
+        (receiver, keep_alive, recheck, closed, Some((token, slot))),
+        |(mut receiver, mut keep_alive, mut recheck, mut closed, open)| async move {
+            // The stream holds its place until it ends.
+            let (token, slot) = open?;
             if *closed.borrow() {
                 return None;
             }
@@ -79,26 +88,24 @@ pub(crate) async fn debugger_stream(
                 break tokio::select! {
                     _ = closed.changed() => return None,
                     entry = receiver.recv() => match entry {
-                        Ok(entry) => format!("event: {}\ndata: {}\n\n", entry.0, entry.1),
-                        Err(RecvError::Lagged(missed)) => format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"),
+                        // The frame every reader shares, made once.
+                        Ok(frame) => frame,
+                        Err(RecvError::Lagged(missed)) => Bytes::from(format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n")),
                         Err(RecvError::Closed) => return None,
                     },
-                    _ = keep_alive.tick() => ": keep-alive\n\n".to_owned(),
+                    _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
                     _ = recheck.tick() => {
                         if token.still_reads().await {
                             continue;
                         }
                         last = Some(());
-                        "event: closed\ndata: {\"reason\":\"the token was revoked or lost events:read\"}\n\n".to_owned()
+                        Bytes::from_static(b"event: closed\ndata: {\"reason\":\"the token was revoked or lost events:read\"}\n\n")
                     }
                 };
             };
             // The last chunk goes out, then the stream ends.
-            let token = if last.is_some() { None } else { Some(token) };
-            Some((
-                Ok::<_, actix_web::Error>(Bytes::from(chunk)),
-                (receiver, keep_alive, recheck, closed, token),
-            ))
+            let open = if last.is_some() { None } else { Some((token, slot)) };
+            Some((Ok::<_, actix_web::Error>(chunk), (receiver, keep_alive, recheck, closed, open)))
         },
     );
     Ok(HttpResponse::Ok()

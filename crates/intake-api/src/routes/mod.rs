@@ -195,7 +195,7 @@ pub fn table() -> Vec<Endpoint> {
         endpoint::<__path_debugger_stream, _, _>(
             debugger_stream,
             Access::scope::<EventsRead>(),
-            &[unavailable],
+            &[unavailable, &[K::TOO_MANY_STREAMS, K::DEBUGGER_FULL]],
         ),
         endpoint::<__path_debugger_page, _, _>(debugger_page, Access::Public, &[]),
         endpoint::<__path_healthz, _, _>(healthz, Access::Public, &[]),

@@ -261,3 +261,45 @@ async fn a_stream_ends_within_a_second_of_its_token_being_revoked(pool: PgPool) 
     println!("the stream ended {} ms after the revocation", ended.as_millis());
     assert!(ended < Duration::from_millis(1500), "ended after {ended:?}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn streams_are_capped_per_token_and_per_server_with_a_clear_problem(pool: PgPool) {
+    let (other, _) = create_token(&pool, "acme", vec![intake_domain::Scope::EventsRead]).await;
+    let mut settings = crate::helpers::local_settings();
+    settings.debugger.max_streams_per_token = 2;
+    settings.debugger.max_streams = 3;
+    let app = crate::helpers::spawn_app_with(pool, settings).await;
+    let open = |token: &str| {
+        reqwest::Client::new()
+            .get(format!("{}/v1/debugger/stream", app.address))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    let first = open(DEV_TOKEN).await.expect("sent");
+    let second = open(DEV_TOKEN).await.expect("sent");
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = open(DEV_TOKEN).await.expect("sent");
+    assert_eq!(third.status(), 429, "a third stream of one token");
+    let problem: Value = third.json().await.expect("json");
+    assert_eq!(problem["type"], "/docs/troubleshooting#too-many-streams", "{problem}");
+    let of_other = open(&other).await.expect("sent");
+    assert_eq!(of_other.status(), 200, "another token has streams of its own");
+    let fourth = open(&other).await.expect("sent");
+    assert_eq!(fourth.status(), 503, "the server holds 3 streams");
+    assert!(fourth.headers().contains_key("retry-after"));
+    let problem: Value = fourth.json().await.expect("json");
+    assert_eq!(problem["type"], "/docs/troubleshooting#debugger-full", "{problem}");
+    // A stream that ends gives its place back.
+    drop(first);
+    let dropped = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = open(DEV_TOKEN).await.expect("sent");
+        if again.status() == 200 {
+            println!("place given back after {} ms", dropped.elapsed().as_millis());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was not given back: {}", again.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
