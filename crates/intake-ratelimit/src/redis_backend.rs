@@ -2,7 +2,7 @@
 //! Redis, timed by Redis's own clock so that servers' clocks do not matter.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -58,6 +58,11 @@ struct Lease {
 /// How long unspent leased events stay usable; after that they count as spent.
 const LEASE_LIFETIME: Duration = Duration::from_millis(500);
 
+/// The most leases a server holds at once (one per token that spent in the last
+/// [`LEASE_LIFETIME`]); past it the least recently used is dropped, which costs only a trip to
+/// Redis.
+const MAX_LEASES: u64 = 100_000;
+
 /// How many events a server takes ahead from a key's shared budget: a thousandth of the burst
 /// and at most a hundredth of a second's worth, so that any number of servers hold little of
 /// it; limits with a burst under a thousand events take nothing ahead and every request asks
@@ -85,7 +90,10 @@ pub struct RedisRateLimiter {
     client: redis::Client,
     connection: std::sync::RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<()>,
-    leases: Mutex<std::collections::HashMap<String, Lease>>,
+    /// This server's leases by key: a concurrent cache, so that requests of different tokens
+    /// take no common lock, whose entries expire with their lease (never more than
+    /// [`MAX_LEASES`] held).
+    leases: moka::sync::Cache<String, Arc<Mutex<Lease>>>,
     script: redis::Script,
     prefix: String,
     fallback: MemoryRateLimiter,
@@ -108,7 +116,10 @@ impl RedisRateLimiter {
             client: redis::Client::open(url)?,
             connection: std::sync::RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
-            leases: Mutex::new(std::collections::HashMap::new()),
+            leases: moka::sync::Cache::builder()
+                .max_capacity(MAX_LEASES)
+                .time_to_live(LEASE_LIFETIME)
+                .build(),
             script: redis::Script::new(GCRA),
             prefix: prefix.to_owned(),
             fallback: MemoryRateLimiter::default(),
@@ -156,10 +167,16 @@ impl RedisRateLimiter {
         }
     }
 
+    /// How many leases this server holds now (expired ones are forgotten).
+    pub fn leases_held(&self) -> u64 {
+        self.leases.run_pending_tasks();
+        self.leases.entry_count()
+    }
+
     /// Spends `cost` from this server's lease of `key`, when it holds enough.
     fn spend_leased(&self, key: &str, limit: RateLimit, cost: u32) -> Option<Budget> {
-        let mut leases = self.leases.lock().ok()?;
-        let lease = leases.get_mut(key)?;
+        let held = self.leases.get(key)?;
+        let mut lease = held.lock().ok()?;
         if lease.limit != limit || lease.taken_at.elapsed() > LEASE_LIFETIME || lease.left < cost {
             return None;
         }
@@ -196,23 +213,18 @@ impl RedisRateLimiter {
         let shared = u32::try_from(remaining).unwrap_or(0);
         let taken = u32::try_from(taken).unwrap_or(0);
         if taken > 0 {
-            if let Ok(mut leases) = self.leases.lock() {
-                let now = Instant::now();
-                match leases.get_mut(key) {
+            let now = Instant::now();
+            let fresh = Lease { limit, left: taken, shared, taken_at: now };
+            let entry =
+                self.leases.entry_by_ref(key).or_insert_with(|| Arc::new(Mutex::new(fresh)));
+            if !entry.is_fresh() {
+                if let Ok(mut held) = entry.value().lock() {
                     // Concurrent requests that each took a lease add theirs up: none is lost.
-                    Some(held)
-                        if held.limit == limit
-                            && now.duration_since(held.taken_at) <= LEASE_LIFETIME =>
-                    {
+                    if held.limit == limit && now.duration_since(held.taken_at) <= LEASE_LIFETIME {
                         held.left = held.left.saturating_add(taken);
                         held.shared = held.shared.min(shared);
-                    }
-                    Some(held) => *held = Lease { limit, left: taken, shared, taken_at: now },
-                    None => {
-                        leases.insert(
-                            key.to_owned(),
-                            Lease { limit, left: taken, shared, taken_at: now },
-                        );
+                    } else {
+                        *held = fresh;
                     }
                 }
             }

@@ -126,3 +126,16 @@ async fn servers_take_small_leases_and_never_exceed_the_shared_budget() {
     assert!(allowed <= 10_000 + refilled, "{allowed} allowed; the budget was 10,000 + {refilled}");
     assert!(allowed >= 10_000 - 20, "at most a lease per server is lost: {allowed}");
 }
+
+#[tokio::test]
+async fn leases_of_tokens_that_stopped_spending_are_forgotten() {
+    let prefix = format!("{}forget:", prefix());
+    let limiter = RedisRateLimiter::new(&shared_redis(), &prefix).expect("client");
+    let limit = limit(1000, 10_000);
+    for n in 0..200 {
+        assert!(limiter.spend(&format!("token-{n}"), limit, 1).await.allowed);
+    }
+    assert_eq!(limiter.leases_held(), 200, "a lease per token that spent");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(limiter.leases_held(), 0, "leases outlive their lifetime");
+}
