@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: run test lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
+.PHONY: docker-check run test lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
 
 # What the tests use beyond cargo: a real OpenAPI validator, schemathesis and the official
 # Python CloudEvents SDK in a virtualenv of their own; the official JavaScript CloudEvents SDK
@@ -33,7 +33,7 @@ run:
 
 ## Formatting, the offline SQL data, lints, then every test against a real PostgreSQL and a real
 ## Redis.
-test: fmt-check sqlx-check lint tools
+test: fmt-check sqlx-check lint tools docker-check
 	$(TEST_TOOLS) scripts/db with scripts/redis with scripts/nats with $(CARGO) test --workspace --no-fail-fast
 
 ## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm, and
@@ -69,6 +69,11 @@ schemathesis: tools
 CASES ?= 200000
 fuzz:
 	INTAKE_FUZZ_CASES=$(CASES) $(CARGO) test -p intake-api --test fuzz -- --nocapture
+
+## Checks, without a container engine, that the Dockerfile's build stage copies everything its
+## builds read (every workspace manifest and declared target, .sqlx/, included files).
+docker-check:
+	scripts/check-dockerfile
 
 ## Validates docker-compose.yml (no Docker engine needed): the schema, then the stack's shape.
 compose-check: tools
