@@ -247,6 +247,8 @@ pub struct EventData {
     value: Value,
     /// The object written once, keys sorted: what the fingerprint hashes and storage keeps.
     json: String,
+    /// The stored spelling, when it differs from `json`.
+    stored: Option<String>,
 }
 
 impl EventData {
@@ -270,10 +272,25 @@ impl EventData {
         // serde_json's map keeps keys sorted (the `preserve_order` feature is off), so equal
         // values are written identically; a test guards that assumption. The fingerprint hashes
         // this text, so a failure to write it is an error, never an empty text.
-        let json = serde_json::to_string(&map).map_err(|e| {
+        let written = |e: serde_json::Error| {
             FieldError::new("data", ErrorCode::InvalidType, format!("data cannot be written: {e}"))
-        })?;
-        Ok(Self { value: Value::Object(map), json })
+        };
+        let json = serde_json::to_string(&map).map_err(written)?;
+        // serde_json spells an exponent `e+N` even when it came as `eN`: what is stored drops
+        // the sign again, so that no number reads back longer than it was sent. (The
+        // fingerprint keeps hashing `json`, as it always has.)
+        let stored = if json.contains("e+") {
+            Some(unsigned_exponents(&map).map_err(written)?)
+        } else {
+            None
+        };
+        Ok(Self { value: Value::Object(map), json, stored })
+    }
+
+    /// The object as JSON text as it is stored and read back: `canonical_json`, with numbers'
+    /// exponents written without a `+`.
+    pub fn stored_json(&self) -> &str {
+        self.stored.as_deref().unwrap_or(&self.json)
     }
 
     /// The object, as a JSON value (what a schema checks).
@@ -290,6 +307,44 @@ impl EventData {
     pub fn to_value(&self) -> Value {
         self.value.clone()
     }
+}
+
+/// A JSON value as intake stores it: compact, numbers' exponents without a `+` (`1e1000`, not
+/// `1e+1000`), so that it is never longer than the value as sent.
+pub fn stored_text(value: &Value) -> String {
+    unsigned_exponents(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// Anything serializable as intake writes JSON out (answers, relay messages): compact, numbers'
+/// exponents without a `+`, so that an event never reads back longer than it was sent.
+pub fn json_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    unsigned_exponents(value).map(String::into_bytes)
+}
+
+/// `value` as compact JSON whose numbers' exponents carry no `+`.
+fn unsigned_exponents<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<String, serde_json::Error> {
+    struct Unsigned;
+    impl serde_json::ser::Formatter for Unsigned {
+        fn write_number_str<W: ?Sized + std::io::Write>(
+            &mut self,
+            writer: &mut W,
+            value: &str,
+        ) -> std::io::Result<()> {
+            match value.find("e+").or_else(|| value.find("E+")) {
+                Some(at) => {
+                    writer.write_all(&value.as_bytes()[..=at])?;
+                    writer.write_all(&value.as_bytes()[at + 2..])
+                }
+                None => writer.write_all(value.as_bytes()),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, Unsigned))?;
+    // Only valid UTF-8 was written (the value's own strings and ASCII).
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Walks `data` once, iteratively (a hostile input cannot overflow the stack here), checking

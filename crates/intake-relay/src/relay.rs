@@ -230,7 +230,7 @@ impl Message {
         let subject = format!("{prefix}.{}.{}", tenant.as_str(), event.event_type);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-        let body = serde_json::to_vec(&EventBody::from(event))?;
+        let body = intake_domain::event::json_bytes(&EventBody::from(event))?;
         Ok(Self { subject, headers, body })
     }
 }
@@ -259,7 +259,7 @@ mod tests {
             message.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
             Some("evt_0193e4a27c1e7d3a9f005c2b8f1e4a10")
         );
-        let expected = serde_json::to_vec(&EventBody::from(event)).expect("json");
+        let expected = intake_domain::event::json_bytes(&EventBody::from(event)).expect("json");
         assert_eq!(message.body, expected);
         let body: serde_json::Value = serde_json::from_slice(&message.body).expect("json");
         assert_eq!(body["event_id"], "evt_0193e4a27c1e7d3a9f005c2b8f1e4a10");

@@ -307,7 +307,7 @@ impl PgStore {
                        INSERT INTO events (event_id, tenant_id, idempotency_key, event_type,
                                            occurred_at, data, fingerprint, schema_version,
                                            cloudevent, occurred_at_reported, sent_at)
-                       VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9::text::jsonb,
+                       VALUES ($1, $2, $3, $4, $5, $6::text::json, $7, $8, $9::text::json,
                                $10, $11)
                        ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
                        RETURNING event_id, received_at, fingerprint
@@ -325,10 +325,10 @@ impl PgStore {
                 event.idempotency_key().as_str(),
                 event.event_type().as_str(),
                 event.occurred_at().as_utc(),
-                event.data().canonical_json(),
+                event.data().stored_json(),
                 &event.fingerprint().as_bytes()[..],
                 event.schema_version().map(version_column),
-                event.context().map(|c| c.to_string()),
+                event.context().map(intake_domain::event::stored_text),
                 event.correction().map(|c| c.reported.as_utc()),
                 event.correction().map(|c| c.sent_at),
             )
@@ -387,13 +387,15 @@ impl PgStore {
             let types: Vec<&str> = batch.iter().map(|i| i.event.event_type().as_str()).collect();
             let occurred: Vec<DateTime<Utc>> =
                 batch.iter().map(|i| i.event.occurred_at().as_utc()).collect();
-            let data: Vec<&str> = batch.iter().map(|i| i.event.data().canonical_json()).collect();
+            let data: Vec<&str> = batch.iter().map(|i| i.event.data().stored_json()).collect();
             let fingerprints: Vec<&[u8]> =
                 batch.iter().map(|i| &i.event.fingerprint().as_bytes()[..]).collect();
             let versions: Vec<Option<i32>> =
                 batch.iter().map(|i| i.event.schema_version().map(version_column)).collect();
-            let contexts: Vec<Option<String>> =
-                batch.iter().map(|i| i.event.context().map(|c| c.to_string())).collect();
+            let contexts: Vec<Option<String>> = batch
+                .iter()
+                .map(|i| i.event.context().map(intake_domain::event::stored_text))
+                .collect();
             let reported: Vec<Option<DateTime<Utc>>> =
                 batch.iter().map(|i| i.event.correction().map(|c| c.reported.as_utc())).collect();
             let sent: Vec<Option<DateTime<Utc>>> =
@@ -428,7 +430,7 @@ impl PgStore {
                                        occurred_at_reported, sent_at)
                    OVERRIDING SYSTEM VALUE
                    SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at,
-                          data::jsonb, fingerprint, schema_version, cloudevent::jsonb,
+                          data::json, fingerprint, schema_version, cloudevent::json,
                           occurred_at_reported, sent_at
                    FROM item
                    ORDER BY tenant_id, idempotency_key

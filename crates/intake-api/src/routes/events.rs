@@ -309,9 +309,19 @@ pub(crate) async fn get_event(
     let event = state.events.get(caller.tenant(), id).await?.ok_or_else(not_found)?;
     if wants_cloudevent(req.headers()) {
         let structured = CloudEventBody::of(event, caller.tenant());
-        return Ok(HttpResponse::Ok().content_type(CLOUDEVENTS_JSON).json(structured));
+        return Ok(HttpResponse::Ok()
+            .content_type(CLOUDEVENTS_JSON)
+            .body(as_written(&structured)?));
     }
-    Ok(HttpResponse::Ok().json(EventBody::from(event)))
+    Ok(HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(as_written(&EventBody::from(event))?))
+}
+
+/// Events read back as JSON whose numbers are spelled as they were sent (`1e1000`, never a
+/// thousand digits nor `1e+1000`): never longer than what was sent.
+fn as_written<T: Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
+    intake_domain::event::json_bytes(body).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// The most events one feed page holds, and how many when `limit` is not given.
@@ -413,8 +423,9 @@ pub(crate) async fn feed(
 ) -> Result<HttpResponse, ApiError> {
     let query = feed_query(req.query_string())?;
     let page = state.events.feed_page(caller.tenant(), &query).await?;
-    Ok(HttpResponse::Ok().json(FeedBody {
+    let page = FeedBody {
         data: page.events.into_iter().map(EventBody::from).collect(),
         next_cursor: cursor::encode(page.next),
-    }))
+    };
+    Ok(HttpResponse::Ok().content_type(mime::APPLICATION_JSON).body(as_written(&page)?))
 }

@@ -159,3 +159,32 @@ async fn gzip_bodies_are_accepted(pool: PgPool) {
     assert_eq!(response.status(), 200);
     assert_eq!(app.event_count().await, 1);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn numbers_read_back_as_they_were_written_never_larger(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    // 7 bytes that jsonb would have read back as 1,001 digits; and spellings it would change.
+    let data = r#"{"big":1e1000,"small":1.5e-7,"float":1.0,"exp":1E+2}"#;
+    let body = format!(
+        r#"{{"event_type":"t","occurred_at":"2025-12-22T10:30:00Z","idempotency_key":"n-1","data":{data}}}"#
+    );
+    let answer: Value =
+        app.post_events().body(body).send().await.expect("sent").json().await.expect("json");
+    let id = answer["event_id"].as_str().expect("id");
+    let text = app
+        .client
+        .get(app.url(&format!("/v1/events/{id}")))
+        .bearer_auth(crate::helpers::DEV_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for written in ["1e1000", "1.5e-7", "1.0"] {
+        assert!(text.contains(written), "{written} did not read back as written: {text}");
+    }
+    let read =
+        text.split(r#""data":"#).nth(1).and_then(|rest| rest.split('}').next()).expect("data");
+    assert!(read.len() < data.len(), "data read back as {read}}} is longer than {data}");
+}
