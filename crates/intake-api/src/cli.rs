@@ -171,15 +171,17 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `name: value` lines: the event id, whether it was a replay, when it was received, its key,
-/// and the clock skew when the server reports one.
+/// `name: value` lines: the event id, whether it was a replay, when it was received, its key
+/// and `occurred_at` (with both, `--key` and `--occurred-at` send it again as a replay), and
+/// the clock skew when the server reports one.
 fn answer_lines(accepted: &intake_client::Accepted) -> String {
     let mut lines = format!(
-        "event_id: {}\ndeduplicated: {}\nreceived_at: {}\nidempotency_key: {}\n",
+        "event_id: {}\ndeduplicated: {}\nreceived_at: {}\nidempotency_key: {}\noccurred_at: {}\n",
         accepted.event_id,
         accepted.deduplicated,
         format_timestamp(accepted.received_at),
-        accepted.idempotency_key
+        accepted.idempotency_key,
+        accepted.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     );
     if let Some(skew) = accepted.clock_skew_ms {
         lines.push_str(&format!("clock_skew_ms: {skew}\n"));

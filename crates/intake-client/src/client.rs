@@ -173,8 +173,9 @@ impl Client {
 
     /// Posts one event to `POST /v1/events` now, with `sent_at`, and returns the server's
     /// answer. One attempt: on an error, [`SendNowError::is_retryable`] says whether sending
-    /// the same event (same key) again may succeed. Works after `close` too; not counted in
-    /// [`Client::stats`].
+    /// the same event again may succeed; to make the second attempt a replay rather than a
+    /// second event, give the event its key and `occurred_at` before the first. Works after
+    /// `close` too; not counted in [`Client::stats`].
     pub async fn send_now(&self, event: Event) -> Result<Accepted, SendNowError> {
         let shared = &self.inner.shared;
         let now = Utc::now();
@@ -190,6 +191,7 @@ impl Client {
         let mut accepted: Accepted = serde_json::from_slice(&reply.body)
             .map_err(|_| SendNowError::UnexpectedAnswer { status: reply.status })?;
         accepted.idempotency_key = prepared.key;
+        accepted.occurred_at = prepared.occurred_at;
         Ok(accepted)
     }
 

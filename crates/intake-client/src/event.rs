@@ -35,8 +35,8 @@ impl Event {
         self
     }
 
-    /// The idempotency key: the same key sent again is a replay of the same event, never a
-    /// second one.
+    /// The idempotency key: the same key sent again with the same payload (type, `occurred_at`
+    /// instant, data) is a replay of the same event, never a second one.
     #[must_use]
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
@@ -62,19 +62,16 @@ impl Event {
         sent_at: Option<&str>,
     ) -> Result<Prepared, SendError> {
         let key = self.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let occurred_at = match self.occurred_at {
-            Some(at) => at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            None => now.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        };
+        let occurred_at = self.occurred_at.unwrap_or_else(|| now.fixed_offset());
         let json = serde_json::to_string(&WireEvent {
             event_type: &self.event_type,
-            occurred_at: &occurred_at,
+            occurred_at: &occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             idempotency_key: &key,
             data: &self.data,
             sent_at,
         })
         .map_err(SendError::Json)?;
-        Ok(Prepared { key, event_type: self.event_type, json })
+        Ok(Prepared { key, event_type: self.event_type, occurred_at, json })
     }
 }
 
@@ -104,6 +101,7 @@ struct WireEvent<'a> {
 pub(crate) struct Prepared {
     pub(crate) key: String,
     pub(crate) event_type: String,
+    pub(crate) occurred_at: DateTime<FixedOffset>,
     /// The event's JSON, written once.
     pub(crate) json: String,
 }
@@ -125,6 +123,11 @@ pub struct Accepted {
     /// The event's idempotency key (the one given, or the one the client made).
     #[serde(skip)]
     pub idempotency_key: String,
+    /// The event's `occurred_at` as sent (the one given, or when it was sent). Sending the
+    /// event again as a retry needs this key and this time: with another time it is another
+    /// payload, which the server refuses under the same key (`422`).
+    #[serde(skip)]
+    pub occurred_at: DateTime<FixedOffset>,
 }
 
 /// Now, as `sent_at` is written: RFC 3339 in UTC, to the millisecond.

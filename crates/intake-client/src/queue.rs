@@ -224,7 +224,12 @@ mod tests {
     use super::*;
 
     fn event(size: usize) -> Prepared {
-        Prepared { key: "k".into(), event_type: "t".into(), json: "x".repeat(size) }
+        Prepared {
+            key: "k".into(),
+            event_type: "t".into(),
+            occurred_at: chrono::Utc::now().fixed_offset(),
+            json: "x".repeat(size),
+        }
     }
 
     const DROP: OnFull = OnFull::Drop;

@@ -410,7 +410,12 @@ mod tests {
             .map(|seq| Queued {
                 seq,
                 enqueued_at: Instant::now(),
-                event: Prepared { key: seq.to_string(), event_type: "t".into(), json: "{}".into() },
+                event: Prepared {
+                    key: seq.to_string(),
+                    event_type: "t".into(),
+                    occurred_at: chrono::Utc::now().fixed_offset(),
+                    json: "{}".into(),
+                },
             })
             .collect();
         let sizes: Vec<Vec<u64>> =
