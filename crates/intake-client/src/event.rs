@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, SubsecRound, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -62,7 +62,8 @@ impl Event {
         sent_at: Option<&str>,
     ) -> Result<Prepared, SendError> {
         let key = self.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let occurred_at = self.occurred_at.unwrap_or_else(|| now.fixed_offset());
+        // The server keeps microseconds: a default time is sent as it will be stored.
+        let occurred_at = self.occurred_at.unwrap_or_else(|| now.trunc_subsecs(6).fixed_offset());
         let json = serde_json::to_string(&WireEvent {
             event_type: &self.event_type,
             occurred_at: &occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
