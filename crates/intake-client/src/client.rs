@@ -241,3 +241,34 @@ impl Drop for Waiting<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_across_tasks<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn a_client_is_cheap_to_clone_and_shared_across_tasks_and_threads() {
+        shared_across_tasks::<Client>();
+        shared_across_tasks::<crate::ItemError>();
+    }
+
+    #[test]
+    fn building_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+        let built = Client::new("http://127.0.0.1:8080", "token");
+        assert!(matches!(built, Err(BuildError::NoRuntime)), "{built:?}");
+    }
+
+    #[tokio::test]
+    async fn neither_the_token_nor_a_bad_one_shows_in_errors_or_debug_output() {
+        let client = Client::new("http://127.0.0.1:8080", "tok-secret-1").expect("client");
+        assert!(!format!("{client:?}").contains("tok-secret-1"));
+        let builder = Client::builder("http://127.0.0.1:8080", "tok-secret-2");
+        assert!(!format!("{builder:?}").contains("tok-secret-2"));
+        let refused = Client::new("http://127.0.0.1:8080", "tok\nsecret-3");
+        assert!(matches!(refused, Err(BuildError::InvalidToken)));
+        assert!(!format!("{refused:?}").contains("secret-3"));
+        client.close(Duration::ZERO).await;
+    }
+}
