@@ -9,6 +9,7 @@ COPY crates/intake-ratelimit/Cargo.toml crates/intake-ratelimit/
 COPY crates/intake-service/Cargo.toml crates/intake-service/
 COPY crates/intake-relay/Cargo.toml crates/intake-relay/
 COPY crates/intake-api/Cargo.toml crates/intake-api/
+COPY crates/intake-client/Cargo.toml crates/intake-client/
 COPY crates/intake-conformance/Cargo.toml crates/intake-conformance/
 # Every member needs a target for the manifests to load; the API crate declares its bench.
 RUN for c in crates/*/; do mkdir -p $c/src && echo '' > $c/src/lib.rs; done \

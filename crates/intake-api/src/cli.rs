@@ -1,7 +1,11 @@
-//! The `intake` command line: `serve` (the default), `migrate`, `tokens create|list|revoke`.
+//! The `intake` command line: `serve` (the default), `migrate`, `tokens create|list|revoke`,
+//! `relay`, `openapi`, and `send` (one event to a server, through `intake-client`).
 
-use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
 use intake_domain::{RateLimit, Scope, TenantId, TokenId, TokenRecord};
 use serde::Serialize;
 
@@ -32,6 +36,42 @@ enum Command {
     Relay,
     /// Print the OpenAPI 3.1 document (needs no configuration or database).
     Openapi,
+    /// Send one event to a server now and print its answer (needs no configuration).
+    Send(SendArgs),
+}
+
+/// `intake send --url URL --token TOKEN [--key K] [--occurred-at T] EVENT_TYPE JSON_DATA`.
+#[derive(Args)]
+struct SendArgs {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A token with the scope events:write.
+    #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The idempotency key (default: a new UUID, printed, so that the event can be sent again).
+    #[arg(long)]
+    key: Option<String>,
+    /// When the event happened: RFC 3339 with an offset (default: now).
+    #[arg(long = "occurred-at", value_name = "T")]
+    occurred_at: Option<String>,
+    /// The event type, e.g. user.created.
+    event_type: String,
+    /// The event's data, a JSON object, e.g. '{"user_id":"u_1"}'.
+    #[arg(value_name = "JSON_DATA")]
+    data: String,
+}
+
+/// The token never shows.
+impl fmt::Debug for SendArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendArgs")
+            .field("url", &self.url)
+            .field("key", &self.key)
+            .field("occurred_at", &self.occurred_at)
+            .field("event_type", &self.event_type)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,19 +123,88 @@ enum TokensCommand {
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if matches!(cli.command, Some(Command::Openapi)) {
-        println!("{}", crate::openapi::document_json());
-        return Ok(());
-    }
+    // The commands that need no configuration, database or log.
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => {
+            println!("{}", crate::openapi::document_json());
+            return Ok(());
+        }
+        Command::Send(args) => return send(args).await,
+        command => command,
+    };
     let settings = Settings::load(&Settings::default_dir())?;
     telemetry::init(&settings.log);
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(&settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::Tokens(command) => tokens(&settings, command).await,
         Command::Relay => crate::relay::run(&settings).await,
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Send(_) => Ok(()),
     }
+}
+
+/// Posts one event with `send_now` and prints the answer; a refusal is an error naming the
+/// problem's detail and each of its errors.
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let data: serde_json::Value =
+        serde_json::from_str(&args.data).context("JSON_DATA is not valid JSON")?;
+    let mut event = intake_client::Event::new(args.event_type, data);
+    if let Some(at) = &args.occurred_at {
+        let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|_| {
+            anyhow!("--occurred-at {at:?} is not an RFC 3339 date-time with an offset")
+        })?;
+        event = event.occurred_at(at);
+    }
+    if let Some(key) = args.key {
+        event = event.idempotency_key(key);
+    }
+    let client = intake_client::Client::new(&args.url, args.token)?;
+    let answer = client.send_now(event).await;
+    client.close(Duration::ZERO).await;
+    match answer {
+        Ok(accepted) => {
+            print!("{}", answer_lines(&accepted));
+            Ok(())
+        }
+        Err(intake_client::SendNowError::Refused(problem)) => Err(anyhow!(refusal(&problem))),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("sending to {}", args.url))),
+    }
+}
+
+/// `name: value` lines: the event id, whether it was a replay, when it was received, its key
+/// and `occurred_at` (with both, `--key` and `--occurred-at` send it again as a replay), and
+/// the clock skew when the server reports one.
+fn answer_lines(accepted: &intake_client::Accepted) -> String {
+    let mut lines = format!(
+        "event_id: {}\ndeduplicated: {}\nreceived_at: {}\nidempotency_key: {}\noccurred_at: {}\n",
+        accepted.event_id,
+        accepted.deduplicated,
+        format_timestamp(accepted.received_at),
+        accepted.idempotency_key,
+        accepted.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    );
+    if let Some(skew) = accepted.clock_skew_ms {
+        lines.push_str(&format!("clock_skew_ms: {skew}\n"));
+    }
+    lines
+}
+
+/// `the server refused the event: <status> <type>: <detail>`, then one line per error and the
+/// request id.
+fn refusal(problem: &intake_client::Problem) -> String {
+    let mut text = format!(
+        "the server refused the event: {} {}: {}",
+        problem.status,
+        problem.slug(),
+        problem.detail.as_deref().unwrap_or(&problem.title)
+    );
+    for error in &problem.errors {
+        text.push_str(&format!("\n  {error}"));
+    }
+    if let Some(request_id) = &problem.request_id {
+        text.push_str(&format!("\n  request_id: {request_id}"));
+    }
+    text
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

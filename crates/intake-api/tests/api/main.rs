@@ -3,6 +3,7 @@
 mod auth;
 mod batch;
 mod binary;
+mod client;
 mod clock;
 mod cloudevents;
 mod crash;
