@@ -15,7 +15,7 @@ use tracing::debug;
 use crate::error::{BuildError, Problem, SendError, SendNowError};
 use crate::event::{sent_at, Accepted, Event};
 use crate::ledger::{FlushCounts, Ledger};
-use crate::options::{ClientBuilder, OnError, Options};
+use crate::options::{base_url, ClientBuilder, OnError, Options};
 use crate::worker::{self, Shared};
 
 /// The Event Intake API's client (contract §16). Cheap to clone: every clone is a handle on
@@ -239,6 +239,34 @@ impl Drop for Waiting<'_> {
         if let Some(id) = self.id.take() {
             self.ledger.unregister(id);
         }
+    }
+}
+
+impl ClientBuilder {
+    /// The client, with its background task started on the current tokio runtime.
+    pub fn build(self) -> Result<Client, BuildError> {
+        let options = self.options;
+        if !(1..=1000).contains(&options.max_batch) {
+            return Err(BuildError::InvalidOption("max_batch must be between 1 and 1000"));
+        }
+        if options.max_queue == 0 {
+            return Err(BuildError::InvalidOption("max_queue must be at least 1"));
+        }
+        if options.max_queue_bytes == 0 || options.max_queue_bytes > u32::MAX as usize {
+            return Err(BuildError::InvalidOption("max_queue_bytes must be between 1 and 4 GiB"));
+        }
+        if options.request_timeout.is_zero() {
+            return Err(BuildError::InvalidOption("request_timeout must be more than zero"));
+        }
+        let base = base_url(&self.base_url)?;
+        if self.token.trim().is_empty() {
+            return Err(BuildError::InvalidToken);
+        }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .map_err(|_| BuildError::InvalidToken)?;
+        authorization.set_sensitive(true);
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        Client::start(base, authorization, options, self.on_error, &runtime)
     }
 }
 

@@ -4,10 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
 use reqwest::Url;
 
-use crate::client::Client;
 use crate::error::{BuildError, ItemError};
 
 /// What `send` does when the queue is full.
@@ -62,13 +60,13 @@ impl Default for Options {
     }
 }
 
-/// Builds a [`Client`]: `Client::builder(base_url, token)`, options, then
+/// Builds a [`Client`](crate::Client): `Client::builder(base_url, token)`, options, then
 /// [`ClientBuilder::build`].
 pub struct ClientBuilder {
-    base_url: String,
-    token: String,
-    options: Options,
-    on_error: Option<OnError>,
+    pub(crate) base_url: String,
+    pub(crate) token: String,
+    pub(crate) options: Options,
+    pub(crate) on_error: Option<OnError>,
 }
 
 impl ClientBuilder {
@@ -145,32 +143,6 @@ impl ClientBuilder {
         self.on_error = Some(Arc::new(callback));
         self
     }
-
-    /// The client, with its background task started on the current tokio runtime.
-    pub fn build(self) -> Result<Client, BuildError> {
-        let options = self.options;
-        if !(1..=1000).contains(&options.max_batch) {
-            return Err(BuildError::InvalidOption("max_batch must be between 1 and 1000"));
-        }
-        if options.max_queue == 0 {
-            return Err(BuildError::InvalidOption("max_queue must be at least 1"));
-        }
-        if options.max_queue_bytes == 0 || options.max_queue_bytes > u32::MAX as usize {
-            return Err(BuildError::InvalidOption("max_queue_bytes must be between 1 and 4 GiB"));
-        }
-        if options.request_timeout.is_zero() {
-            return Err(BuildError::InvalidOption("request_timeout must be more than zero"));
-        }
-        let base = base_url(&self.base_url)?;
-        if self.token.trim().is_empty() {
-            return Err(BuildError::InvalidToken);
-        }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", self.token))
-            .map_err(|_| BuildError::InvalidToken)?;
-        authorization.set_sensitive(true);
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        Client::start(base, authorization, options, self.on_error, &runtime)
-    }
 }
 
 /// The token and the callback never show.
@@ -185,7 +157,7 @@ impl fmt::Debug for ClientBuilder {
 }
 
 /// The base URL, ending in `/` so that endpoints join below any path it has.
-fn base_url(text: &str) -> Result<Url, BuildError> {
+pub(crate) fn base_url(text: &str) -> Result<Url, BuildError> {
     let invalid = || BuildError::InvalidUrl(text.to_owned());
     let mut url = Url::parse(text).map_err(|_| invalid())?;
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
