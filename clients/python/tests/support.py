@@ -158,12 +158,21 @@ class Server:
         return 0.0
 
 
-def feed(base: str, token: str, timeout: float = 30.0) -> List[dict]:
-    """Every event of the token's tenant, following `next_cursor` until an empty page."""
+def feed(base: str, token: str, expected: Optional[int] = None, timeout: float = 60.0) -> List[dict]:
+    """Every event of the token's tenant, following `next_cursor`.
+
+    An empty page means "caught up for now", not "all there is": the feed only hands out rows
+    older than every transaction still open on the PostgreSQL server (any database), so a busy
+    server (or a connection of a killed process not yet noticed) holds it back for a while.
+    With `expected`, it keeps polling with the same cursor until that many events have come,
+    then once more after a pause, to catch any extra (a duplicate would show there); without,
+    it stops at the first empty page.
+    """
     events: List[dict] = []
     cursor: Optional[str] = None
     headers = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + timeout
+    settled_once = False
     with httpx.Client(base_url=base, headers=headers, timeout=10) as http:
         while True:
             params = {"limit": "1000"}
@@ -174,9 +183,15 @@ def feed(base: str, token: str, timeout: float = 30.0) -> List[dict]:
             page = answer.json()
             events.extend(page["data"])
             cursor = page["next_cursor"]
-            if not page["data"]:
+            if page["data"]:
+                continue
+            if expected is None or time.monotonic() > deadline:
                 return events
-            assert time.monotonic() < deadline, "the feed never ended"
+            if len(events) >= expected:
+                if settled_once:
+                    return events
+                settled_once = True
+            time.sleep(0.2)
 
 
 def keys_of(events: List[dict]) -> Set[str]:
