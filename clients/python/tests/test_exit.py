@@ -41,12 +41,16 @@ def test_flush_at_exit_false_sends_nothing_left_in_the_queue(server: Server, tok
 
 
 def test_exit_with_the_server_down_is_bounded_by_exit_timeout(token: str) -> None:
+    """Three clients with exit_timeout=1.5 and nowhere to send: they wait together, not one
+    after the other (4.5 s)."""
     started = time.monotonic()
     done = run(f"""
         from intake_client import Client
-        client = Client("http://127.0.0.1:{free_port()}", {token!r}, exit_timeout=1.0)
-        client.send("exit.test", {{}})
+        clients = [Client("http://127.0.0.1:{free_port()}", {token!r}, exit_timeout=1.5)
+                   for _ in range(3)]
+        for client in clients:
+            client.send("exit.test", {{}})
     """)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 5, f"the process took {elapsed:.1f} s to exit"
+    assert 1.5 <= elapsed < 3.5, f"the process took {elapsed:.1f} s to exit"

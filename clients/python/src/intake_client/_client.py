@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict, deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -198,8 +199,8 @@ class Client:
         self._retried = 0
         self._abandoned = 0
         self._burst: Optional[int] = None  # the token's burst (RateLimit-Policy q), once seen
-        self._closing = False
-        self._closed = False
+        self._closing = False  # send() refuses from now on
+        self._close_started = False
         self._warned_drop = False
 
         # The token travels in this header only; it is never logged nor shown in a repr.
@@ -221,9 +222,8 @@ class Client:
             target=self._run, name="intake-client-worker", daemon=True
         )
         self._worker.start()
-        self._flush_at_exit = flush_at_exit
         if flush_at_exit:
-            atexit.register(self._at_exit)
+            _flush_at_exit(self)
 
     def __repr__(self) -> str:
         return f"<intake_client.Client {self._base_url}>"
@@ -397,15 +397,11 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            if self._closing:
-                already = True
-            else:
-                already = False
-                self._closing = True
-                self._work.notify()
-                self._space.notify_all()
+            already = self._close_started
+            self._close_started = True
         if already:
             return self.flush(0)
+        self._stop_accepting()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         result = self.flush(remaining)
         self._stop.set()
@@ -429,19 +425,15 @@ class Client:
             remaining = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
             self._worker.join(min(remaining, 1.0))
         self._now_http.close()
-        if self._flush_at_exit:
-            try:
-                atexit.unregister(self._at_exit)
-            except Exception:  # pragma: no cover - interpreter shutting down
-                pass
-        self._closed = True
+        _AT_EXIT.discard(self)
         return result
 
-    def _at_exit(self) -> None:
-        try:
-            self.close(self._exit_timeout)
-        except Exception as exc:  # pragma: no cover - never let exit fail
-            _log.warning("flush at exit failed: %s", type(exc).__name__)
+    def _stop_accepting(self) -> None:
+        """From now on ``send`` refuses, and the worker sends what is queued without waiting."""
+        with self._lock:
+            self._closing = True
+            self._work.notify()
+            self._space.notify_all()
 
     def stats(self) -> Stats:
         """The counters since the client was made (see :class:`Stats`)."""
@@ -781,6 +773,36 @@ class Client:
             _log.info("send_now: %s; retrying in %.2f s (attempt %d)", why, delay, attempt + 2)
             time.sleep(delay)
             attempt += 1
+
+
+#: The clients to close at interpreter exit (those made with flush_at_exit=True and not closed).
+#: Weak: a client nobody holds is still held by its worker thread while it has work.
+_AT_EXIT: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_AT_EXIT_LOCK = threading.Lock()
+_at_exit_registered = False
+
+
+def _flush_at_exit(client: Client) -> None:
+    global _at_exit_registered
+    with _AT_EXIT_LOCK:
+        _AT_EXIT.add(client)
+        if not _at_exit_registered:
+            atexit.register(_close_all_at_exit)
+            _at_exit_registered = True
+
+
+def _close_all_at_exit() -> None:
+    """At interpreter exit: every client flushes at once, each for at most its own
+    ``exit_timeout`` from now (so N clients take no longer than one), then closes."""
+    started = time.monotonic()
+    clients = list(_AT_EXIT)
+    for client in clients:
+        client._stop_accepting()
+    for client in clients:
+        try:
+            client.close(max(0.0, started + client._exit_timeout - time.monotonic()))
+        except Exception as exc:  # pragma: no cover - never let exit fail
+            _log.warning("flush at exit failed: %s", type(exc).__name__)
 
 
 def _describe(exc: BaseException) -> str:
