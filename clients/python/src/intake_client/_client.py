@@ -13,7 +13,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import httpx
 
@@ -134,8 +134,8 @@ class Client:
         max_batch: int = 100,
         flush_interval: float = 0.5,
         max_queue: int = 10_000,
-        on_full: str = "block",
-        block_timeout: Optional[float] = 10.0,
+        on_full: Literal["block", "drop"] = "block",
+        block_timeout: Optional[float] = 5.0,
         max_retry_time: float = 600.0,
         on_error: Optional[OnError] = None,
         timeout: float = 10.0,
