@@ -395,6 +395,10 @@ def test_what_cannot_be_sent_is_refused_at_send() -> None:
         c.send("t", {"when": object()})
     with pytest.raises(ValueError):
         c.send("t", {"x": float("nan")})
+    with pytest.raises(ValueError):
+        c.send("t", {"x": "\udc80"})  # a lone surrogate: not UTF-8
+    with pytest.raises(TypeError):
+        c.send(42, {})  # type: ignore[arg-type]
     assert c.stats().enqueued == 0
     c.close(1)
 

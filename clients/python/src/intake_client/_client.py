@@ -257,7 +257,6 @@ class Client:
         raises :class:`QueueFullError` (the event counted as dropped).
         """
         key, event = self._encode(event_type, data, occurred_at, idempotency_key)
-        event.since = time.monotonic()
         with self._lock:
             if self._closing:
                 raise ClientClosedError("the client is closed")
@@ -280,6 +279,7 @@ class Client:
                     )
             self._seq += 1
             event.seq = self._seq
+            event.since = time.monotonic()
             self._held += 1
             self._queue.append(event)
             queued = len(self._queue)
@@ -331,9 +331,10 @@ class Client:
             body = json.dumps(
                 fields, ensure_ascii=False, allow_nan=False, separators=(",", ":")
             ).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            # The message names the offending type or value kind, never the data around it.
-            raise type(exc)(f"the event cannot be encoded as JSON: {exc}") from None
+        except TypeError as exc:  # an object JSON has no form for: the message names its type
+            raise TypeError(f"the event cannot be encoded as JSON: {exc}") from None
+        except ValueError as exc:  # NaN or infinity; a lone surrogate in a string
+            raise ValueError(f"the event cannot be encoded as JSON: {exc}") from None
         if len(body) + _ENVELOPE_BYTES > self._max_batch_bytes:
             raise ValueError(
                 f"the event is {len(body)} bytes as JSON; at most "
