@@ -7,6 +7,7 @@
 FlushResult(delivered=1, failed=0, pending=0)
 """
 
+from ._client import _VERSION as __version__
 from ._client import Client
 from ._types import (
     ClientClosedError,
@@ -20,6 +21,7 @@ from ._types import (
 )
 
 __all__ = [
+    "__version__",
     "Client",
     "ClientClosedError",
     "FailedEvent",
