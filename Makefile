@@ -36,7 +36,7 @@ run:
 test: fmt-check sqlx-check lint tools docker-check test-python
 	$(TEST_TOOLS) scripts/db with scripts/redis with scripts/nats with $(CARGO) test --workspace --no-fail-fast
 
-## The Python client (clients/python): `pip install ./clients/python` (and pytest) into a
+## The Python client (clients/python): `pip install ./clients/python` (and pytest, mypy) into a
 ## virtualenv of its own, then its tests against real `intake serve` processes they start
 ## themselves (INTAKE_BIN) on databases of their own (DATABASE_URL from scripts/db).
 ## INTAKE_PY_SKIP_THROUGHPUT=1 skips the 100,000-event throughput test, and only it;
@@ -46,7 +46,7 @@ PYTEST_ARGS ?=
 test-python:
 	@python3 -m venv --help >/dev/null 2>&1 || { echo "make test-python needs python3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	test -x $(PY_CLIENT_VENV)/bin/python || python3 -m venv $(PY_CLIENT_VENV)
-	$(PY_CLIENT_VENV)/bin/pip install --quiet --disable-pip-version-check ./clients/python pytest
+	$(PY_CLIENT_VENV)/bin/pip install --quiet --disable-pip-version-check ./clients/python pytest mypy
 	$(CARGO) build --bin intake
 	@target=$$($(CARGO) metadata --format-version 1 --no-deps \
 	  | $(PY_CLIENT_VENV)/bin/python -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'); \
