@@ -185,6 +185,7 @@ def test_item_errors_go_to_on_error_once_and_are_never_retried() -> None:
     assert (bad.reason, bad.codes, bad.event_type, bad.data) == ("rejected", ["invalid_event_type"], "bad", {"secret": 1})
     assert (reused.idempotency_key, reused.event_id, reused.codes) == ("reused", "evt_original", ["idempotency_key_reused"])
     assert "secret" not in repr(bad)
+    assert bad["errors"] == bad.errors and bad["data"] == {"secret": 1}
     stats = c.stats()
     assert (stats.delivered, stats.deduplicated, stats.failed, stats.retried) == (2, 1, 2, 0)
     c.close(1)

@@ -142,7 +142,7 @@ class Client:
         gzip_threshold: int = 4096,
         max_batch_bytes: int = 5_000_000,
         backoff_base: float = 0.2,
-        backoff_max: float = 10.0,
+        backoff_max: float = 5.0,
         send_now_timeout: float = 30.0,
         flush_at_exit: bool = True,
         exit_timeout: float = 5.0,

@@ -124,7 +124,7 @@ class FailedEvent:
     - ``"abandoned"``: ``close`` ran out of time first. If a request was in flight, the
       server may have stored it; sending it again with the same key is safe.
 
-    Its ``repr`` leaves out ``data``.
+    Its ``repr`` leaves out ``data``. Attributes may also be read by key (``failure["errors"]``).
     """
 
     __slots__ = ("idempotency_key", "event_type", "reason", "errors", "status", "event_id",
@@ -169,6 +169,15 @@ class FailedEvent:
     def codes(self) -> List[str]:
         """The ``code`` of each error (``["invalid_event_type", …]``)."""
         return [str(error.get("code")) for error in self.errors if isinstance(error, dict)]
+
+    _KEYS = frozenset({"idempotency_key", "event_type", "reason", "errors", "status", "event_id",
+                       "problem", "event", "data", "occurred_at", "codes"})
+
+    def __getitem__(self, name: str) -> Any:
+        """The attributes by name too (``failure["errors"]``), like the other results."""
+        if name not in self._KEYS:
+            raise KeyError(name)
+        return getattr(self, name)
 
     def __repr__(self) -> str:
         return (
