@@ -127,6 +127,9 @@ def test_send_now_returns_the_event_id_and_a_repeat_is_deduplicated(
     assert isinstance(first.clock_skew_ms, int)
     again = client.send_now("now.test", {"a": 1}, idempotency_key="now-1")
     assert again.deduplicated is True and again.event_id == first.event_id
+    other = Client(server.base, token, flush_at_exit=False)  # another client, same process
+    assert other.send_now("now.test", {"a": 1}, idempotency_key="now-1").deduplicated is True
+    other.close(1)
     generated = client.send_now("now.test", {"a": 2})
     assert generated.event_id != first.event_id
     with pytest.raises(RequestError) as refused:

@@ -27,7 +27,7 @@ class Recorder:
 
     def __init__(self, answer: Optional[Callable[[httpx.Request, List[Dict[str, Any]]], httpx.Response]] = None) -> None:
         self.requests: List[Dict[str, Any]] = []
-        self.answer = answer or (lambda request, events: ok(events))
+        self.answer = answer or answer_ok
         self.lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -48,6 +48,14 @@ class Recorder:
 
     def sizes(self) -> List[int]:
         return [len(r["events"]) for r in self.requests]
+
+
+def answer_ok(request: httpx.Request, events: List[Dict[str, Any]]) -> httpx.Response:
+    """A server that takes everything: batches, and single events on /v1/events."""
+    if request.url.path == "/v1/events":
+        return httpx.Response(200, json={"status": "ok", "event_id": "evt_1", "received_at": "x",
+                                         "deduplicated": False})
+    return ok(events)
 
 
 def ok(events: List[Dict[str, Any]], deduplicated: bool = False) -> httpx.Response:
@@ -385,7 +393,11 @@ def test_a_key_given_again_without_occurred_at_keeps_its_first_occurred_at() -> 
     events = [e for r in recorder.requests for e in r["events"]]
     assert events[0]["occurred_at"] == events[1]["occurred_at"]
     assert events[2]["occurred_at"] != events[3]["occurred_at"]
+    other = client(recorder)  # another client of the same process remembers it too
+    other.send_now("t", {}, idempotency_key="same")
+    assert recorder.requests[-1]["events"][0]["occurred_at"] == events[0]["occurred_at"]
     c.close(1)
+    other.close(1)
 
 
 def test_what_cannot_be_sent_is_refused_at_send() -> None:

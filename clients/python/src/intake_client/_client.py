@@ -37,7 +37,7 @@ _log = logging.getLogger("intake_client")
 MAX_BATCH_ITEMS = 1000
 #: Answers worth another try: the request may not have been handled, or handled later.
 _RETRYABLE = frozenset({408, 429})
-#: How many caller-given keys the client remembers the occurred_at of.
+#: How many caller-given keys the process remembers the occurred_at of.
 REMEMBERED_KEYS = 10_000
 #: Room in a batch body for everything but the events: `{"sent_at":"…","events":[…]}`.
 _ENVELOPE_BYTES = 64
@@ -181,8 +181,6 @@ class Client:
         self._exit_timeout = exit_timeout
 
         self._lock = threading.Lock()
-        self._keys_lock = threading.Lock()
-        self._occurred_at: "OrderedDict[str, str]" = OrderedDict()
         self._work = threading.Condition(self._lock)  # the worker waits for events
         self._space = threading.Condition(self._lock)  # blocked senders wait for room
         self._settled = threading.Condition(self._lock)  # flushes wait for acknowledgements
@@ -316,7 +314,7 @@ class Client:
             when = occurred_at_text(occurred_at)
         elif isinstance(idempotency_key, str):
             key = idempotency_key
-            when = self._remembered_occurred_at(key, occurred_at)
+            when = _remembered_occurred_at(key, occurred_at)
         else:
             raise TypeError(
                 f"idempotency_key must be a string or None, not {type(idempotency_key).__name__}"
@@ -342,24 +340,6 @@ class Client:
             )
         return key, _Event(key, event_type, body)
 
-    def _remembered_occurred_at(
-        self, key: str, occurred_at: Union[_dt.datetime, str, None]
-    ) -> str:
-        """``occurred_at`` for a key the caller gave: when none is given, the one this key had
-        the last time this client saw it (so calling ``send``/``send_now`` again with the same
-        key and data is a replay, not a ``422`` over a new "now"); else now."""
-        with self._keys_lock:
-            if occurred_at is None:
-                when = self._occurred_at.get(key)
-                if when is None:
-                    when = occurred_at_text(None)
-            else:
-                when = occurred_at_text(occurred_at)
-            self._occurred_at[key] = when
-            self._occurred_at.move_to_end(key)
-            while len(self._occurred_at) > REMEMBERED_KEYS:
-                self._occurred_at.popitem(last=False)
-        return when
 
     # ------------------------------------------------------------------ flush, close, stats
 
@@ -774,6 +754,29 @@ class Client:
             _log.info("send_now: %s; retrying in %.2f s (attempt %d)", why, delay, attempt + 2)
             time.sleep(delay)
             attempt += 1
+
+
+_KEYS_LOCK = threading.Lock()
+_OCCURRED_AT: "OrderedDict[str, str]" = OrderedDict()
+
+
+def _remembered_occurred_at(key: str, occurred_at: Union[_dt.datetime, str, None]) -> str:
+    """``occurred_at`` for a key the caller gave. When none is given: the one this key had the
+    last time any client of this process saw it, else now. So calling ``send`` or ``send_now``
+    again with the same key and data is a replay, not a ``422`` over a new "now". The last
+    ``REMEMBERED_KEYS`` keys are remembered."""
+    with _KEYS_LOCK:
+        if occurred_at is None:
+            when = _OCCURRED_AT.get(key)
+            if when is None:
+                when = occurred_at_text(None)
+        else:
+            when = occurred_at_text(occurred_at)
+        _OCCURRED_AT[key] = when
+        _OCCURRED_AT.move_to_end(key)
+        while len(_OCCURRED_AT) > REMEMBERED_KEYS:
+            _OCCURRED_AT.popitem(last=False)
+    return when
 
 
 #: The clients to close at interpreter exit (those made with flush_at_exit=True and not closed).
