@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: docker-check run test lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
+.PHONY: docker-check run test test-python lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
 
 # What the tests use beyond cargo: a real OpenAPI validator, schemathesis and the official
 # Python CloudEvents SDK in a virtualenv of their own; the official JavaScript CloudEvents SDK
@@ -31,10 +31,27 @@ run:
 	echo "make run: serving on http://127.0.0.1:8080 with dev token test_123 (Ctrl-C stops)" >&2; \
 	exec $(CARGO) run --quiet --bin intake -- serve
 
-## Formatting, the offline SQL data, lints, then every test against a real PostgreSQL and a real
-## Redis.
-test: fmt-check sqlx-check lint tools docker-check
+## Formatting, the offline SQL data, lints, the Python client's tests, then every test against a
+## real PostgreSQL and a real Redis.
+test: fmt-check sqlx-check lint tools docker-check test-python
 	$(TEST_TOOLS) scripts/db with scripts/redis with scripts/nats with $(CARGO) test --workspace --no-fail-fast
+
+## The Python client (clients/python): `pip install ./clients/python` (and pytest, mypy) into a
+## virtualenv of its own, then its tests against real `intake serve` processes they start
+## themselves (INTAKE_BIN) on databases of their own (DATABASE_URL from scripts/db).
+## INTAKE_PY_SKIP_THROUGHPUT=1 skips the 100,000-event throughput test, and only it;
+## PYTEST_ARGS passes more options (e.g. PYTEST_ARGS="-k kill9 -s").
+PY_CLIENT_VENV := $(CURDIR)/.tmp/pyclient-venv
+PYTEST_ARGS ?=
+test-python:
+	@python3 -m venv --help >/dev/null 2>&1 || { echo "make test-python needs python3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
+	test -x $(PY_CLIENT_VENV)/bin/python || python3 -m venv $(PY_CLIENT_VENV)
+	$(PY_CLIENT_VENV)/bin/pip install --quiet --disable-pip-version-check ./clients/python pytest mypy
+	$(CARGO) build --bin intake
+	@target=$$($(CARGO) metadata --format-version 1 --no-deps \
+	  | $(PY_CLIENT_VENV)/bin/python -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'); \
+	INTAKE_BIN=$$target/debug/intake scripts/db with \
+	  $(PY_CLIENT_VENV)/bin/python -m pytest clients/python/tests -p no:cacheprovider -ra $(PYTEST_ARGS)
 
 ## Installs what the tests use beyond cargo (see PY_TOOLS and JS_SDK), from PyPI and npm, and
 ## Debian's chromium and chromium-driver for the debugger page's browser test.
