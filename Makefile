@@ -145,5 +145,8 @@ bench:
 	    echo "make bench: installing pgbench (Debian package postgresql)" >&2; \
 	    apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "make bench needs pgbench (Debian: apt-get install postgresql)" >&2; exit 1; fi; }
+	test -x $(PY_CLIENT_VENV)/bin/python || python3 -m venv $(PY_CLIENT_VENV)
+	$(PY_CLIENT_VENV)/bin/pip install --quiet --disable-pip-version-check ./clients/python
 	@pgbench=$$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1); \
-	PGBENCH=$$pgbench scripts/db with scripts/redis with scripts/nats with $(CARGO) bench --bench ingest
+	PGBENCH=$$pgbench INTAKE_BENCH_PYTHON=$(PY_CLIENT_VENV)/bin/python \
+	  scripts/db with scripts/redis with scripts/nats with $(CARGO) bench --bench ingest

@@ -324,6 +324,45 @@ async fn relay_phase(url: &str, secs: u64) -> anyhow::Result<f64> {
 }
 
 /// Stores `REPLAY_KEYS` events through batches, for the dedupe phase to replay.
+/// Events the client phases send.
+const CLIENT_EVENTS: usize = 100_000;
+
+/// The official Rust client (one task, its default options) sending small events to the
+/// server until every one is acknowledged: events per second, enqueue to the last answer.
+async fn rust_client_phase(base: &str) -> anyhow::Result<f64> {
+    let client = intake_client::Client::new(base, "test_123")?;
+    let started = Instant::now();
+    for i in 0..CLIENT_EVENTS {
+        client.send("client.bench", json!({"n": i})).await?;
+    }
+    let counts = client.close(Duration::from_secs(300)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    if counts.delivered != CLIENT_EVENTS as u64 {
+        bail!("the Rust client delivered {counts:?} of {CLIENT_EVENTS}");
+    }
+    Ok(CLIENT_EVENTS as f64 / elapsed)
+}
+
+/// The official Python client (one process, its default options), when `INTAKE_BENCH_PYTHON`
+/// names a Python that has it (`make bench` installs one): events per second.
+fn python_client_phase(base: &str) -> anyhow::Result<Option<f64>> {
+    let Ok(python) = std::env::var("INTAKE_BENCH_PYTHON") else { return Ok(None) };
+    let script = format!(
+        "import time, intake_client\n\
+         c = intake_client.Client({base:?}, 'test_123', flush_at_exit=False)\n\
+         t = time.monotonic()\n\
+         for i in range({CLIENT_EVENTS}): c.send('client.bench.py', {{'n': i}})\n\
+         r = c.close(300)\n\
+         assert r.delivered == {CLIENT_EVENTS}, r\n\
+         print({CLIENT_EVENTS} / (time.monotonic() - t))\n"
+    );
+    let out = Command::new(python).args(["-c", &script]).output().context("running Python")?;
+    if !out.status.success() {
+        bail!("the Python client phase failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).trim().parse()?))
+}
+
 async fn store_replay_keys(base: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for chunk in (0..REPLAY_KEYS).collect::<Vec<_>>().chunks(1000) {
@@ -439,6 +478,9 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
     load(&server.base, "warmup", Shape::Single, SINGLE_CLIENTS, 2).await;
     let single = load(&server.base, "single", Shape::Single, SINGLE_CLIENTS, secs).await;
     let batch = load(&server.base, "batch", Shape::Batch, BATCH_CLIENTS, secs).await;
+    eprintln!("bench: the official clients, {CLIENT_EVENTS} events each…");
+    let rust_client = rust_client_phase(&server.base).await?;
+    let python_client = python_client_phase(&server.base)?;
     store_replay_keys(&server.base).await?;
     let replay = load(&server.base, "replay", Shape::Replay, SINGLE_CLIENTS, secs).await;
 
@@ -536,6 +578,20 @@ async fn run(url: &str, secs: u64, stored: u64) -> anyhow::Result<()> {
             format!("{} of B", ratio(batch.events_per_sec, raw_multi)),
             latency(&batch),
             batch.non_2xx.to_string(),
+        ],
+        [
+            format!("intake-client (Rust), one task sending {CLIENT_EVENTS} events"),
+            format!("{rust_client:.0} events/s"),
+            format!("{} of batch", ratio(rust_client, batch.events_per_sec)),
+            String::new(),
+            String::new(),
+        ],
+        [
+            format!("intake_client (Python), one process sending {CLIENT_EVENTS} events"),
+            python_client.map_or("not run (INTAKE_BENCH_PYTHON unset)".into(), |r| format!("{r:.0} events/s")),
+            python_client.map_or(String::new(), |r| format!("{} of batch", ratio(r, batch.events_per_sec))),
+            String::new(),
+            String::new(),
         ],
         [
             format!("intake dedupe path, every request a replay ({SINGLE_CLIENTS} conns)"),

@@ -76,7 +76,7 @@ fn no_schema(event_type: &str) -> ApiError {
     tag = "schemas",
     summary = "Register a new version of an event type's schema",
     params(("event_type" = String, Path, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$", description = "The event type")),
-    request_body(content = Object, content_type = "application/json", description = "A JSON Schema (draft 2020-12): an object, or true or false; references only within itself"),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A JSON Schema (draft 2020-12): an object, or true or false; references only within itself"),
     responses(
         (status = 201, description = "A new version", body = SchemaBody),
         (status = 200, description = "The latest version already is this schema", body = SchemaBody),
