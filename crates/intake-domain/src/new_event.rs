@@ -155,13 +155,17 @@ impl NewEvent {
     ) -> Result<Self, FieldError> {
         if let Some(by) = correction {
             let reported = self.occurred_at;
-            self.occurred_at = reported.shifted(by).ok_or_else(|| {
-                FieldError::new(
-                    "sent_at",
-                    ErrorCode::InvalidTimestamp,
-                    "occurred_at corrected for the sender's clock is out of range",
-                )
-            })?;
+            self.occurred_at = reported
+                .shifted(by)
+                .filter(|corrected| crate::event::writable_year(corrected.as_utc()))
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "occurred_at",
+                        ErrorCode::InvalidTimestamp,
+                        "occurred_at corrected for the sender's clock (by received minus \
+                         sent_at) falls outside the years 0001 to 9999",
+                    )
+                })?;
             self.correction = Some(Correction { reported, sent_at: clock.sent_at() });
         }
         self.clock = Some(clock);

@@ -81,12 +81,12 @@ impl SchemaStore for PgStore {
         let next = head.map_or(1, |head| head.latest_version + 1);
         let stored = sqlx::query!(
             "INSERT INTO event_schemas (tenant_id, event_type, version, schema)
-             VALUES ($1, $2, $3, $4)
+             VALUES ($1, $2, $3, $4::text::json)
              RETURNING version, created_at, schema",
             tenant.as_str(),
             event_type.as_str(),
             next,
-            schema,
+            intake_domain::event::stored_text(schema),
         )
         .fetch_one(&mut *tx)
         .await

@@ -65,6 +65,12 @@ fn event_type(raw: &str) -> Result<EventType, ApiError> {
     EventType::parse(raw).map_err(|e| ApiError::Validation(vec![FieldProblem::from(e)]))
 }
 
+/// A schema as JSON with its numbers spelled as they were sent (`1e1000`, never a thousand
+/// digits).
+fn as_written<T: Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
+    intake_domain::event::json_bytes(body).map_err(|e| ApiError::Internal(e.into()))
+}
+
 fn no_schema(event_type: &str) -> ApiError {
     ApiError::NotFound(format!("no schema for event type {event_type:?}"))
 }
@@ -99,7 +105,9 @@ pub(crate) async fn put_schema(
         .await?
         .map_err(|e| ApiError::InvalidSchema(e.0))?;
     let mut response = if put.created { HttpResponse::Created() } else { HttpResponse::Ok() };
-    Ok(response.json(SchemaBody::from(put.record)))
+    Ok(response
+        .content_type(mime::APPLICATION_JSON)
+        .body(as_written(&SchemaBody::from(put.record))?))
 }
 
 /// `GET /v1/schemas`: the latest version of each validated type.
@@ -151,7 +159,9 @@ pub(crate) async fn get_schema(
         .latest(caller.tenant(), &event_type)
         .await?
         .ok_or_else(|| no_schema(&raw))?;
-    Ok(HttpResponse::Ok().json(SchemaBody::from(record)))
+    Ok(HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(as_written(&SchemaBody::from(record))?))
 }
 
 /// `GET /v1/schemas/{event_type}/versions/{n}`: one version, deleted types included.
@@ -182,7 +192,9 @@ pub(crate) async fn get_schema_version(
         .version(caller.tenant(), &event_type, number)
         .await?
         .ok_or_else(missing)?;
-    Ok(HttpResponse::Ok().json(SchemaBody::from(record)))
+    Ok(HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(as_written(&SchemaBody::from(record))?))
 }
 
 /// `DELETE /v1/schemas/{event_type}`: stops validating the type; its versions stay readable.

@@ -226,3 +226,32 @@ async fn the_skew_histogram_has_no_tenant_label(pool: PgPool) {
     );
     assert!(lines.iter().all(|l| !l.contains("tenant")), "{lines:?}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_correction_out_of_range_refuses_only_its_own_item_naming_occurred_at(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = json!({"sent_at": "9999-12-31T23:59:59Z", "events": [
+        {"event_type": "t", "occurred_at": "0001-01-01T00:00:00Z", "idempotency_key": "r-1", "data": {}},
+        {"event_type": "t", "occurred_at": "9999-12-31T00:00:00Z", "idempotency_key": "r-2", "data": {}},
+    ]});
+    let response = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["results"][0]["errors"][0]["field"], "occurred_at", "{answer}");
+    assert_eq!(answer["results"][1]["status"], "ok", "{answer}");
+    // A single event corrected to year 0000 is refused, not stored as an instant no reader takes.
+    let single = json!({"event_type": "t", "occurred_at": "0001-01-01T00:00:30Z",
+                        "sent_at": rfc3339(Utc::now() + Duration::seconds(120)),
+                        "idempotency_key": "r-3", "data": {}});
+    let (_, problem) =
+        expect_problem(app.post_events().body(single.to_string()), 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "occurred_at", "{problem}");
+}

@@ -405,3 +405,31 @@ async fn a_document_that_is_no_schema_is_an_invalid_schema_and_true_and_false_ar
         app.post_event(&event("f-2", "flag.set", json!({}))).await.json().await.expect("json");
     assert_eq!(refused["type"], "/docs/troubleshooting#schema-violation", "{refused}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_schema_is_kept_as_sent_so_it_stays_enforced_and_an_equal_put_is_no_new_version(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    // 557 bytes as sent; spelled out by jsonb, 70 kB: over the schema limit once stored.
+    let numbers = vec!["1e1000"; 70].join(",");
+    let text = format!(
+        r#"{{"type":"object","required":["must"],"properties":{{"x":{{"enum":[{numbers}]}}}}}}"#
+    );
+    let put = |body: String| {
+        app.client
+            .put(app.url("/v1/schemas/big.numbers"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+    };
+    let first = put(text.clone()).await.expect("sent");
+    assert_eq!(first.status(), 201);
+    let body = first.text().await.expect("text");
+    assert!(body.len() < 2 * text.len(), "the schema read back as {} bytes", body.len());
+    let again = put(text).await.expect("sent");
+    assert_eq!(again.status(), 200, "the same document is no new version");
+    let violating = app.post_event(&event("b-1", "big.numbers", json!({"nope": 1}))).await;
+    assert_eq!(violating.status(), 400, "the schema is enforced");
+}
