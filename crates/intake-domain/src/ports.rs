@@ -293,6 +293,31 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
     /// A holder of claims of its own (in PostgreSQL, a connection of its own): its claims last
     /// as long as it does, and end with it, or with the process.
     async fn claims(&self) -> Result<Box<dyn RelayClaims>, StoreError>;
+
+    /// Records that the tenant's event can never be published into `stream`, and why (never
+    /// its data): the relay then moves on past it. Parking it again changes nothing.
+    async fn park(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The tenant's events parked for `stream`, oldest first.
+    async fn parked(&self, stream: &str, tenant: &TenantId)
+        -> Result<Vec<ParkedEvent>, StoreError>;
+}
+
+/// An event the relay can never publish into a stream ([`RelayStore::park`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// The event (read it as the API does).
+    pub event_id: EventId,
+    /// Why it cannot be published.
+    pub reason: String,
+    /// When the relay parked it.
+    pub parked_at: DateTime<Utc>,
 }
 
 /// The claims of one relay process: each (stream, tenant) is published by one relay at a time.

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
-use intake_domain::{FeedPosition, FeedQuery, RelayClaims, RelayStore, StoredEvent, TenantId};
+use intake_domain::{
+    EventId, FeedPosition, FeedQuery, RelayClaims, RelayStore, StoredEvent, TenantId,
+};
 use intake_service::EventBody;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +24,8 @@ const LAG_CAP: i64 = 1_000_000;
 #[derive(Debug)]
 pub(crate) struct Relay {
     store: Arc<dyn RelayStore>,
+    /// The connection: what the server takes (`max_payload`).
+    client: async_nats::Client,
     jetstream: jetstream::Context,
     settings: RelaySettings,
     metrics: RelayMetrics,
@@ -42,7 +46,8 @@ impl Relay {
     ) -> Self {
         Self {
             store,
-            jetstream: jetstream::new(client),
+            jetstream: jetstream::new(client.clone()),
+            client,
             settings,
             metrics,
             shutdown,
@@ -183,7 +188,9 @@ impl Relay {
     }
 
     /// Publishes the next page of a tenant's feed, all in flight at once, then awaits every
-    /// acknowledgement, then stores the position. Whether the page was full.
+    /// acknowledgement in feed order, then stores the position. An event that can never be
+    /// published (larger than the server's `max_payload`, or refused by JetStream for good) is
+    /// parked instead, and the position moves past it. Whether the page was full.
     async fn publish_page(&mut self, tenant: &TenantId) -> anyhow::Result<bool> {
         let after = self.owned.get(tenant).copied().unwrap_or(FeedPosition::START);
         let limit = self.settings.page_size.max(1);
@@ -193,24 +200,103 @@ impl Relay {
             return Ok(false);
         }
         let count = page.events.len();
-        let mut acks = Vec::with_capacity(count);
+        // What the server takes (its INFO; the client refuses larger messages itself).
+        let max_payload = self.client.max_payload();
+        let mut slots = Vec::with_capacity(count);
         for event in page.events {
+            let event_id = event.event_id;
             let message = Message::of(&self.settings.subject_prefix, tenant, event)?;
-            acks.push(
-                self.jetstream
-                    .publish_with_headers(message.subject, message.headers, message.body.into())
-                    .await?,
-            );
+            let size = message.size();
+            if max_payload > 0 && size > max_payload {
+                let reason = format!(
+                    "{size} bytes, more than the NATS server's max_payload of {max_payload}"
+                );
+                slots.push((event_id, Slot::Parked(reason)));
+                continue;
+            }
+            let sent = self
+                .jetstream
+                .publish_with_headers(message.subject, message.headers, message.body.into())
+                .await;
+            match sent {
+                Ok(ack) => slots.push((event_id, Slot::InFlight(ack))),
+                Err(error) if refused_for_good(&error) => {
+                    slots.push((event_id, Slot::Parked(format!("refused: {error}"))));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
-        for ack in acks {
-            ack.await.context("JetStream did not acknowledge a publish")?;
+        let mut published = 0;
+        for (event_id, slot) in slots {
+            let reason = match slot {
+                Slot::InFlight(ack) => match ack.await {
+                    Ok(_) => {
+                        published += 1;
+                        continue;
+                    }
+                    Err(error) if refused_for_good(&error) => {
+                        format!("refused by JetStream: {error}")
+                    }
+                    Err(error) => {
+                        return Err(error).context("JetStream did not acknowledge a publish")
+                    }
+                },
+                Slot::Parked(reason) => reason,
+            };
+            self.park(tenant, event_id, &reason).await?;
         }
         self.store.save_position(&self.settings.stream, tenant, page.next).await?;
         self.owned.insert(tenant.clone(), page.next);
-        self.metrics.published.with_label_values(&[tenant.as_str()]).inc_by(count as u64);
+        self.metrics.published.with_label_values(&[tenant.as_str()]).inc_by(published);
         let lag = self.metrics.lag.with_label_values(&[tenant.as_str()]);
         lag.set((lag.get() - count as i64).max(0));
         Ok(count == usize::from(limit))
+    }
+
+    /// Parks an event that can never be published: recorded in the dead letters (with why,
+    /// never its data), counted and logged, so that the tenant's position may move past it.
+    async fn park(&self, tenant: &TenantId, event_id: EventId, reason: &str) -> anyhow::Result<()> {
+        self.store
+            .park(&self.settings.stream, tenant, event_id, reason)
+            .await
+            .context("cannot park an event that can never be published")?;
+        self.metrics.parked.inc();
+        tracing::warn!(
+            tenant = %tenant,
+            event_id = %event_id,
+            reason,
+            "an event that can never be published was parked in relay_dead_letters; \
+             the tenant's later events go on"
+        );
+        Ok(())
+    }
+}
+
+/// What became of one event of a page, in feed order.
+enum Slot {
+    /// Sent; JetStream's acknowledgement is awaited.
+    InFlight(jetstream::context::PublishAckFuture),
+    /// Never to be published, and why.
+    Parked(String),
+}
+
+/// Whether a publish failed for a reason that will not change however often it is retried:
+/// the message is larger than the server (`max_payload`) or the stream (`max_msg_size`, or
+/// its headers' maximum) takes. Anything else (NATS down, timeouts, a stream that is missing or
+/// full for now) passes, and is retried.
+fn refused_for_good(error: &jetstream::context::PublishError) -> bool {
+    use jetstream::context::PublishErrorKind;
+    use jetstream::ErrorCode;
+    match error.kind() {
+        PublishErrorKind::MaxPayloadExceeded => true,
+        PublishErrorKind::Other => std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<jetstream::Error>())
+            .is_some_and(|refusal| {
+                let code = refusal.error_code();
+                code == ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+                    || code == ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM
+            }),
+        _ => false,
     }
 }
 
@@ -232,6 +318,18 @@ impl Message {
         headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
         let body = serde_json::to_vec(&EventBody::from(event))?;
         Ok(Self { subject, headers, body })
+    }
+
+    /// Its size as the server counts it against `max_payload`: the body and the header block
+    /// (`NATS/1.0`, each `name: value`, an empty line, every line ending in CRLF).
+    fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |value| (name, value)))
+            .map(|(name, value)| AsRef::<str>::as_ref(name).len() + 2 + value.as_str().len() + 2)
+            .sum();
+        self.body.len() + "NATS/1.0\r\n".len() + headers + 2
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use chrono::Utc;
 use intake_domain::{
     EventData, EventId, EventStore, EventType, IdempotencyKey, Limits, NewEvent, OccurredAt,
@@ -127,6 +128,17 @@ fn published(registry: &Registry, tenant: &str) -> u64 {
         .sum()
 }
 
+/// `intake_relay_parked_events_total` in `registry`.
+fn parked_total(registry: &Registry) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "intake_relay_parked_events_total")
+        .flat_map(|family| family.get_metric())
+        .map(|metric| metric.get_counter().get_value() as u64)
+        .sum()
+}
+
 /// Waits until the relay's metrics count `expected` events published for `tenant`.
 async fn published_reaches(registry: &Registry, tenant: &str, expected: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -224,5 +236,121 @@ async fn a_restarted_loop_goes_on_from_the_stored_positions(pool: PgPool) {
     let expected: Vec<String> =
         before[&acme].iter().chain(&after[&acme]).map(ToString::to_string).collect();
     assert_eq!(ids, expected.iter().collect::<Vec<_>>(), "every event once, in feed order");
+    stream.delete().await;
+}
+
+/// Stores one event of `event_type` with `data` for `tenant` under `key`; its id.
+async fn store_one(
+    store: &PgStore,
+    tenant: &TenantId,
+    key: &str,
+    event_type: &str,
+    data: serde_json::Value,
+) -> EventId {
+    let limits = Limits::default();
+    let new = NewEvent::new(
+        EventType::parse(event_type).expect("type"),
+        OccurredAt::parse("2025-12-22T10:30:00Z", Utc::now(), &limits).expect("time"),
+        IdempotencyKey::parse(key).expect("key"),
+        EventData::parse(data, &limits).expect("data"),
+    );
+    let ingested = store.ingest(tenant, &new, EventId::generate(Utc::now())).await.expect("stored");
+    assert!(!ingested.deduplicated);
+    ingested.event_id
+}
+
+/// Creates the test's stream as the relay would, changed by `tweak` (limits the relay must
+/// live with); a JetStream context to change it later.
+async fn create_stream(
+    stream: &TestStream,
+    tweak: impl FnOnce(&mut jetstream::stream::Config),
+) -> jetstream::Context {
+    let js = jetstream::new(async_nats::connect(nats_url()).await.expect("nats"));
+    let mut config = jetstream::stream::Config {
+        name: stream.name.clone(),
+        subjects: vec![format!("{}.>", stream.prefix)],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    tweak(&mut config);
+    js.create_stream(config).await.expect("stream created");
+    js
+}
+
+/// The ids of `messages` (subject, Nats-Msg-Id, body).
+fn ids_of(messages: &[(String, String, serde_json::Value)]) -> Vec<String> {
+    messages.iter().map(|(_, id, _)| id.clone()).collect()
+}
+
+fn strings(ids: &[EventId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn an_event_above_the_servers_max_payload_is_parked_and_the_tenants_later_events_follow(
+    pool: PgPool,
+) {
+    let store = PgStore::new(pool);
+    let acme = tenant("acme");
+    let client = async_nats::connect(nats_url()).await.expect("nats");
+    let max_payload = client.server_info().max_payload;
+    assert!(max_payload > 0, "the server tells its max_payload");
+    let before = store_events(&store, &[&acme], 0, 2).await;
+    // Its data alone is as large as the server takes a message.
+    let big =
+        store_one(&store, &acme, "big", "order.placed", json!({ "blob": "x".repeat(max_payload) }))
+            .await;
+    let after = store_events(&store, &[&acme], 2, 3).await;
+    let stream = Stream::new();
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+
+    let messages = stream.messages(5, Duration::from_secs(30)).await;
+    let expected: Vec<EventId> = before[&acme].iter().chain(&after[&acme]).copied().collect();
+    assert_eq!(ids_of(&messages), strings(&expected), "every other event, in feed order");
+    assert!(!ids_of(&messages).contains(&big.to_string()));
+    published_reaches(&registry, "acme", 5).await;
+    stop(&shutdown, relay).await;
+    let position = store.position(&stream.name, &acme).await.expect("position");
+    assert_eq!(store.lag(&acme, position, 100).await.expect("lag"), 0, "moved past the big one");
+    // Parked once, with why, and counted.
+    let parked = store.parked(&stream.name, &acme).await.expect("dead letters");
+    assert_eq!(parked.iter().map(|p| p.event_id).collect::<Vec<_>>(), vec![big]);
+    assert!(parked[0].reason.contains("max_payload"), "{}", parked[0].reason);
+    assert!(!parked[0].reason.contains("xxxx"), "never the data");
+    assert_eq!(parked_total(&registry), 1);
+    stream.delete().await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn an_event_jetstream_refuses_for_good_is_parked_and_the_tenants_later_events_follow(
+    pool: PgPool,
+) {
+    let store = PgStore::new(pool);
+    let acme = tenant("acme");
+    let stream = Stream::new();
+    // The stream takes messages of up to 4 KiB: JetStream refuses a larger one, every time.
+    create_stream(&stream, |config| config.max_message_size = 4096).await;
+    let before = store_events(&store, &[&acme], 0, 2).await;
+    let big =
+        store_one(&store, &acme, "big", "order.placed", json!({ "blob": "x".repeat(8192) })).await;
+    let after = store_events(&store, &[&acme], 2, 3).await;
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+
+    let messages = stream.messages(5, Duration::from_secs(30)).await;
+    let expected: Vec<EventId> = before[&acme].iter().chain(&after[&acme]).copied().collect();
+    assert_eq!(ids_of(&messages), strings(&expected), "every other event, in feed order");
+    assert!(!ids_of(&messages).contains(&big.to_string()));
+    published_reaches(&registry, "acme", 5).await;
+    stop(&shutdown, relay).await;
+    let position = store.position(&stream.name, &acme).await.expect("position");
+    assert_eq!(store.lag(&acme, position, 100).await.expect("lag"), 0, "moved past the big one");
+    let parked = store.parked(&stream.name, &acme).await.expect("dead letters");
+    assert_eq!(parked.iter().map(|p| p.event_id).collect::<Vec<_>>(), vec![big]);
+    assert!(parked[0].reason.contains("maximum"), "JetStream's words: {}", parked[0].reason);
+    assert_eq!(parked_total(&registry), 1);
     stream.delete().await;
 }

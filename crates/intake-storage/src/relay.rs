@@ -4,7 +4,8 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    EventStore, FeedPage, FeedPosition, FeedQuery, RelayStore, StoreError, TenantId,
+    EventId, EventStore, FeedPage, FeedPosition, FeedQuery, ParkedEvent, RelayStore, StoreError,
+    TenantId,
 };
 use sqlx::Connection;
 
@@ -110,6 +111,57 @@ impl PgStore {
         .map_err(classify)
     }
 
+    /// Parks an event that can never be published into `stream` (a dead letter), with why.
+    pub async fn park_relay_event(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        // Once per (stream, tenant, event): a relay that parks it again keeps the first record.
+        sqlx::query!(
+            "INSERT INTO relay_dead_letters (stream, tenant_id, event_id, reason)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT ON CONSTRAINT relay_dead_letters_pkey DO NOTHING",
+            stream,
+            tenant.as_str(),
+            event_id.as_uuid(),
+            reason,
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    /// The tenant's events parked for `stream`, oldest first.
+    pub async fn relay_parked(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT event_id, reason, parked_at
+             FROM relay_dead_letters
+             WHERE stream = $1 AND tenant_id = $2
+             ORDER BY parked_at, event_id",
+            stream,
+            tenant.as_str(),
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ParkedEvent {
+                event_id: EventId::from_uuid(row.event_id),
+                reason: row.reason,
+                parked_at: row.parked_at,
+            })
+            .collect())
+    }
+
     /// A connection of its own to hold a relay's claims: they last as long as it does, and end
     /// with it when the relay dies.
     pub async fn relay_claims(&self) -> Result<RelayClaims, StoreError> {
@@ -187,6 +239,24 @@ impl RelayStore for PgStore {
 
     async fn claims(&self) -> Result<Box<dyn intake_domain::RelayClaims>, StoreError> {
         Ok(Box::new(self.relay_claims().await?))
+    }
+
+    async fn park(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.park_relay_event(stream, tenant, event_id, reason).await
+    }
+
+    async fn parked(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.relay_parked(stream, tenant).await
     }
 }
 
