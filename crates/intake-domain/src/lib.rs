@@ -31,8 +31,8 @@ pub use fingerprint::Fingerprint;
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
     BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, ParkedEvent,
-    Readiness, RelayClaims, RelayStore, SchemaChange, SchemaChangeFeed, SchemaStore, StoreError,
-    TokenStore,
+    Readiness, RelayClaims, RelayPage, RelayStore, SchemaChange, SchemaChangeFeed, SchemaStore,
+    StoreError, TokenStore,
 };
 pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{

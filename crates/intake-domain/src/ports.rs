@@ -286,9 +286,15 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
         cap: i64,
     ) -> Result<i64, StoreError>;
 
-    /// A page of the tenant's feed, as [`EventStore::feed_page`] reads it.
-    async fn feed_page(&self, tenant: &TenantId, query: &FeedQuery)
-        -> Result<FeedPage, StoreError>;
+    /// The next page of the tenant's feed after `after`, in feed order as
+    /// [`EventStore::feed_page`] reads it, at most `limit` events, each with its own position
+    /// (the relay stores how far JetStream acknowledged, event by event).
+    async fn relay_page(
+        &self,
+        tenant: &TenantId,
+        after: FeedPosition,
+        limit: u16,
+    ) -> Result<RelayPage, StoreError>;
 
     /// A holder of claims of its own (in PostgreSQL, a connection of its own): its claims last
     /// as long as it does, and end with it, or with the process.
@@ -307,6 +313,15 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
     /// The tenant's events parked for `stream`, oldest first.
     async fn parked(&self, stream: &str, tenant: &TenantId)
         -> Result<Vec<ParkedEvent>, StoreError>;
+}
+
+/// A page of a tenant's feed for the relay ([`RelayStore::relay_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayPage {
+    /// The events in feed order, each with its position in the feed.
+    pub events: Vec<(FeedPosition, StoredEvent)>,
+    /// Whether the page stopped at its limit: more may follow at once.
+    pub full: bool,
 }
 
 /// An event the relay can never publish into a stream ([`RelayStore::park`]).

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
-use intake_domain::{
-    EventId, FeedPosition, FeedQuery, RelayClaims, RelayStore, StoredEvent, TenantId,
-};
+use intake_domain::{EventId, FeedPosition, RelayClaims, RelayStore, StoredEvent, TenantId};
 use intake_service::EventBody;
 use tokio_util::sync::CancellationToken;
 
@@ -187,31 +185,41 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes the next page of a tenant's feed, all in flight at once, then awaits every
-    /// acknowledgement in feed order, then stores the position. An event that can never be
-    /// published (larger than the server's `max_payload`, or refused by JetStream for good) is
-    /// parked instead, and the position moves past it. Whether the page was full.
+    /// Publishes the next page of a tenant's feed, all in flight at once, then awaits the
+    /// acknowledgements in feed order, then stores the position after the last event settled
+    /// before the first failure: acknowledged, or parked because it can never be published
+    /// (larger than the server's `max_payload`, or refused by JetStream for good). A failure is
+    /// returned once that position is stored; the next attempt starts from it, and JetStream's
+    /// duplicate window drops the events after it that were acknowledged already. Whether more
+    /// is waiting.
     async fn publish_page(&mut self, tenant: &TenantId) -> anyhow::Result<bool> {
         let after = self.owned.get(tenant).copied().unwrap_or(FeedPosition::START);
         let limit = self.settings.page_size.max(1);
-        let page =
-            self.store.feed_page(tenant, &FeedQuery { after, limit, event_type: None }).await?;
+        let page = self.store.relay_page(tenant, after, limit).await?;
         if page.events.is_empty() {
-            return Ok(false);
+            return Ok(page.full);
         }
         let count = page.events.len();
         // What the server takes (its INFO; the client refuses larger messages itself).
         let max_payload = self.client.max_payload();
         let mut slots = Vec::with_capacity(count);
-        for event in page.events {
+        let mut failure = None;
+        for (position, event) in page.events {
             let event_id = event.event_id;
-            let message = Message::of(&self.settings.subject_prefix, tenant, event)?;
+            let message = match Message::of(&self.settings.subject_prefix, tenant, event) {
+                Ok(message) => message,
+                Err(error) => {
+                    let reason = format!("cannot be written as JSON: {error}");
+                    slots.push((position, event_id, Slot::Parked(reason)));
+                    continue;
+                }
+            };
             let size = message.size();
             if max_payload > 0 && size > max_payload {
                 let reason = format!(
                     "{size} bytes, more than the NATS server's max_payload of {max_payload}"
                 );
-                slots.push((event_id, Slot::Parked(reason)));
+                slots.push((position, event_id, Slot::Parked(reason)));
                 continue;
             }
             let sent = self
@@ -219,38 +227,60 @@ impl Relay {
                 .publish_with_headers(message.subject, message.headers, message.body.into())
                 .await;
             match sent {
-                Ok(ack) => slots.push((event_id, Slot::InFlight(ack))),
+                Ok(ack) => slots.push((position, event_id, Slot::InFlight(ack))),
                 Err(error) if refused_for_good(&error) => {
-                    slots.push((event_id, Slot::Parked(format!("refused: {error}"))));
+                    let reason = format!("refused: {error}");
+                    slots.push((position, event_id, Slot::Parked(reason)));
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    // Nothing after it is sent: it would only overtake this one.
+                    failure = Some(anyhow::Error::new(error).context("cannot publish"));
+                    break;
+                }
             }
         }
-        let mut published = 0;
-        for (event_id, slot) in slots {
+        let all = failure.is_none() && slots.len() == count;
+        // Settled in feed order: the position never passes an event that is not.
+        let mut settled = after;
+        let (mut published, mut parked) = (0u64, 0i64);
+        for (position, event_id, slot) in slots {
             let reason = match slot {
                 Slot::InFlight(ack) => match ack.await {
                     Ok(_) => {
                         published += 1;
+                        settled = position;
                         continue;
                     }
                     Err(error) if refused_for_good(&error) => {
                         format!("refused by JetStream: {error}")
                     }
                     Err(error) => {
-                        return Err(error).context("JetStream did not acknowledge a publish")
+                        let error = anyhow::Error::new(error)
+                            .context("JetStream did not acknowledge a publish");
+                        failure = Some(error);
+                        break;
                     }
                 },
                 Slot::Parked(reason) => reason,
             };
-            self.park(tenant, event_id, &reason).await?;
+            if let Err(error) = self.park(tenant, event_id, &reason).await {
+                failure = Some(error);
+                break;
+            }
+            parked += 1;
+            settled = position;
         }
-        self.store.save_position(&self.settings.stream, tenant, page.next).await?;
-        self.owned.insert(tenant.clone(), page.next);
-        self.metrics.published.with_label_values(&[tenant.as_str()]).inc_by(published);
-        let lag = self.metrics.lag.with_label_values(&[tenant.as_str()]);
-        lag.set((lag.get() - count as i64).max(0));
-        Ok(count == usize::from(limit))
+        if settled != after {
+            self.store.save_position(&self.settings.stream, tenant, settled).await?;
+            self.owned.insert(tenant.clone(), settled);
+            self.metrics.published.with_label_values(&[tenant.as_str()]).inc_by(published);
+            let lag = self.metrics.lag.with_label_values(&[tenant.as_str()]);
+            lag.set((lag.get() - published as i64 - parked).max(0));
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(page.full || !all),
+        }
     }
 
     /// Parks an event that can never be published: recorded in the dead letters (with why,

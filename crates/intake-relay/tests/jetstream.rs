@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use chrono::Utc;
 use intake_domain::{
-    EventData, EventId, EventStore, EventType, IdempotencyKey, Limits, NewEvent, OccurredAt,
-    RelayStore, TenantId,
+    EventData, EventId, EventStore, EventType, FeedPosition, FeedQuery, IdempotencyKey, Limits,
+    NewEvent, OccurredAt, RelayStore, TenantId,
 };
 use intake_relay::testing::{nats_url, TestStream};
 use intake_relay::RelaySettings;
@@ -259,6 +259,14 @@ async fn store_one(
     ingested.event_id
 }
 
+/// The position after the tenant's first `count` events.
+async fn position_after(store: &PgStore, tenant: &TenantId, count: u16) -> FeedPosition {
+    let query = FeedQuery { after: FeedPosition::START, limit: count, event_type: None };
+    let page = EventStore::feed_page(store, tenant, &query).await.expect("feed");
+    assert_eq!(page.events.len(), usize::from(count));
+    page.next
+}
+
 /// Creates the test's stream as the relay would, changed by `tweak` (limits the relay must
 /// live with); a JetStream context to change it later.
 async fn create_stream(
@@ -284,6 +292,27 @@ fn ids_of(messages: &[(String, String, serde_json::Value)]) -> Vec<String> {
 
 fn strings(ids: &[EventId]) -> Vec<String> {
     ids.iter().map(ToString::to_string).collect()
+}
+
+/// Waits until the tenant's stored position is `expected`.
+async fn position_reaches(
+    store: &PgStore,
+    stream: &str,
+    tenant: &TenantId,
+    expected: FeedPosition,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let position = store.position(stream, tenant).await.expect("position");
+        if position == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tenant}: the position is {position:?}, never {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
@@ -352,5 +381,60 @@ async fn an_event_jetstream_refuses_for_good_is_parked_and_the_tenants_later_eve
     assert_eq!(parked.iter().map(|p| p.event_id).collect::<Vec<_>>(), vec![big]);
     assert!(parked[0].reason.contains("maximum"), "JetStream's words: {}", parked[0].reason);
     assert_eq!(parked_total(&registry), 1);
+    stream.delete().await;
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_failure_inside_a_page_stores_the_position_before_it_and_retries_from_there(
+    pool: PgPool,
+) {
+    let store = PgStore::new(pool);
+    let acme = tenant("acme");
+    let stream = Stream::new();
+    // At most two messages per subject, and JetStream refuses a third (until the limit is
+    // lifted: a refusal that may pass, so the relay must retry, not park).
+    let js = create_stream(&stream, |config| {
+        config.max_messages_per_subject = 2;
+        config.discard = jetstream::stream::DiscardPolicy::New;
+        config.discard_new_per_subject = true;
+    })
+    .await;
+    // One page of four: the third is refused, the fourth (another subject) acknowledged.
+    let mut ids = Vec::new();
+    for (n, event_type) in
+        ["order.placed", "order.placed", "order.placed", "order.paid"].into_iter().enumerate()
+    {
+        ids.push(store_one(&store, &acme, &format!("k-{n}"), event_type, json!({ "n": n })).await);
+    }
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+
+    // The position stops after the second event: never past the refused third, whatever came
+    // after it.
+    let second = position_after(&store, &acme, 2).await;
+    position_reaches(&store, &stream.name, &acme, second).await;
+    let messages = stream.messages(3, Duration::from_secs(30)).await;
+    assert_eq!(ids_of(&messages), strings(&[ids[0], ids[1], ids[3]]));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(store.position(&stream.name, &acme).await.expect("position"), second);
+    assert_eq!(published(&registry, "acme"), 2, "what the stored position covers");
+    assert_eq!(parked_total(&registry), 0, "a refusal that may pass is retried, not parked");
+
+    // Once JetStream takes it, the third goes out, and the fourth is not stored twice.
+    let mut config =
+        js.get_stream(&stream.name).await.expect("stream").cached_info().config.clone();
+    config.max_messages_per_subject = -1;
+    config.discard_new_per_subject = false;
+    js.update_stream(config).await.expect("limit lifted");
+    let all = position_after(&store, &acme, 4).await;
+    position_reaches(&store, &stream.name, &acme, all).await;
+    published_reaches(&registry, "acme", 4).await;
+    // Nothing lost, nothing twice: the fourth stays where it landed in the failed round (the
+    // duplicate window drops its re-publish), the third follows once JetStream takes it.
+    let messages = stream.messages(4, Duration::from_secs(30)).await;
+    assert_eq!(ids_of(&messages), strings(&[ids[0], ids[1], ids[3], ids[2]]));
+    assert!(store.parked(&stream.name, &acme).await.expect("dead letters").is_empty());
+    stop(&shutdown, relay).await;
     stream.delete().await;
 }

@@ -4,7 +4,7 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    EventId, EventStore, FeedPage, FeedPosition, FeedQuery, ParkedEvent, RelayStore, StoreError,
+    EventId, EventStore, FeedPosition, FeedQuery, ParkedEvent, RelayPage, RelayStore, StoreError,
     TenantId,
 };
 use sqlx::Connection;
@@ -109,6 +109,60 @@ impl PgStore {
         .fetch_one(&mut *self.acquire().await?)
         .await
         .map_err(classify)
+    }
+
+    /// The next page of a tenant's feed for the relay: at most `limit` events, each with its
+    /// position.
+    pub async fn relay_page(
+        &self,
+        tenant: &TenantId,
+        after: FeedPosition,
+        limit: u16,
+    ) -> Result<RelayPage, StoreError> {
+        // First the page's positions (the feed's order and horizon: see `feed_page`), then the
+        // events themselves as the feed reads them, matched up by id. Rows below the horizon are
+        // final, so the feed hands out the same rows, unless some were removed in between
+        // (retention, erasure): the page then ends before the first that differs.
+        let rows = sqlx::query!(
+            r#"SELECT event_id, tx_id::text AS "tx_text!", seq
+               FROM events
+               WHERE tenant_id = $1
+                 AND (tx_id, seq) > ($2::text::xid8, $3)
+                 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+               ORDER BY events.tx_id, events.seq
+               LIMIT $4"#,
+            tenant.as_str(),
+            after.tx.to_string(),
+            after.seq,
+            i64::from(limit),
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        let full = rows.len() == usize::from(limit);
+        let Ok(count) = u16::try_from(rows.len()) else {
+            return Err(StoreError::Unknown(anyhow!("a page of {} rows", rows.len())));
+        };
+        if count == 0 {
+            return Ok(RelayPage { events: Vec::new(), full });
+        }
+        let query = FeedQuery { after, limit: count, event_type: None };
+        let page = EventStore::feed_page(self, tenant, &query).await?;
+        let mut events = Vec::with_capacity(page.events.len());
+        for (row, event) in rows.into_iter().zip(page.events) {
+            if event.event_id.as_uuid() != row.event_id {
+                break;
+            }
+            let tx = row.tx_text.parse().map_err(|e| {
+                StoreError::Unknown(anyhow!(
+                    "tx_id {:?} of event {}: {e}",
+                    row.tx_text,
+                    row.event_id
+                ))
+            })?;
+            events.push((FeedPosition { tx, seq: row.seq }, event));
+        }
+        Ok(RelayPage { events, full })
     }
 
     /// Parks an event that can never be published into `stream` (a dead letter), with why.
@@ -229,12 +283,13 @@ impl RelayStore for PgStore {
         self.relay_lag(tenant, position, cap).await
     }
 
-    async fn feed_page(
+    async fn relay_page(
         &self,
         tenant: &TenantId,
-        query: &FeedQuery,
-    ) -> Result<FeedPage, StoreError> {
-        EventStore::feed_page(self, tenant, query).await
+        after: FeedPosition,
+        limit: u16,
+    ) -> Result<RelayPage, StoreError> {
+        PgStore::relay_page(self, tenant, after, limit).await
     }
 
     async fn claims(&self) -> Result<Box<dyn intake_domain::RelayClaims>, StoreError> {
