@@ -18,6 +18,11 @@ use crate::settings::RelaySettings;
 /// Lag is counted up to this many events per tenant.
 const LAG_CAP: i64 = 1_000_000;
 
+/// A tenant whose page failed is tried again after this, then twice as long each time it
+/// fails again, up to [`MAX_BACKOFF`]; the other tenants go on meanwhile.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
 /// One relay process's state.
 #[derive(Debug)]
 pub(crate) struct Relay {
@@ -29,8 +34,8 @@ pub(crate) struct Relay {
     metrics: RelayMetrics,
     shutdown: CancellationToken,
     claims: Option<Box<dyn RelayClaims>>,
-    /// The tenants this relay publishes, and how far.
-    owned: HashMap<TenantId, FeedPosition>,
+    /// The tenants this relay publishes, how far, and when to try a failing one again.
+    owned: HashMap<TenantId, Owned>,
     last_claim: Option<Instant>,
 }
 
@@ -120,7 +125,8 @@ impl Relay {
     }
 
     /// One round: keep the claims, claim free tenants now and then, publish a page of each
-    /// owned tenant. Whether any page was full (more is waiting).
+    /// owned tenant (but those whose pages fail, until their own next attempt is due: one
+    /// failing tenant never holds up the others). Whether more is waiting.
     async fn round(&mut self) -> bool {
         if let Err(error) = self.keep_claims().await {
             tracing::warn!(%error, "cannot hold the relay's claims; retrying");
@@ -132,16 +138,28 @@ impl Relay {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            match self.publish_page(&tenant).await {
-                Ok(full) => busy |= full,
+            let retry = self.owned.get(&tenant).and_then(|owned| owned.retry);
+            if retry.is_some_and(|retry| retry.at > Instant::now()) {
+                continue;
+            }
+            let outcome = self.publish_page(&tenant).await;
+            let Some(owned) = self.owned.get_mut(&tenant) else { continue };
+            match outcome {
+                Ok(more) => {
+                    busy |= more;
+                    owned.retry = None;
+                }
                 Err(error) => {
                     self.metrics.errors.inc();
+                    let backoff =
+                        retry.map_or(FIRST_BACKOFF, |retry| (retry.backoff * 2).min(MAX_BACKOFF));
+                    owned.retry = Some(Retry { at: Instant::now() + backoff, backoff });
                     tracing::warn!(
                         tenant = %tenant,
                         error = %format!("{error:#}"),
-                        "a page was not published; retrying"
+                        retry_in = ?backoff,
+                        "a page was not published; retrying this tenant"
                     );
-                    self.pause(Duration::from_millis(500)).await;
                 }
             }
         }
@@ -174,12 +192,12 @@ impl Relay {
             if claims.claim(&self.settings.stream, &tenant).await? {
                 let position = self.store.position(&self.settings.stream, &tenant).await?;
                 tracing::info!(tenant = %tenant, "relaying this tenant");
-                self.owned.insert(tenant, position);
+                self.owned.insert(tenant, Owned { position, retry: None });
             }
         }
         // Lag of every owned tenant, for /metrics.
-        for (tenant, position) in &self.owned {
-            let lag = self.store.lag(tenant, *position, LAG_CAP).await?;
+        for (tenant, owned) in &self.owned {
+            let lag = self.store.lag(tenant, owned.position, LAG_CAP).await?;
             self.metrics.lag.with_label_values(&[tenant.as_str()]).set(lag);
         }
         Ok(())
@@ -193,7 +211,7 @@ impl Relay {
     /// duplicate window drops the events after it that were acknowledged already. Whether more
     /// is waiting.
     async fn publish_page(&mut self, tenant: &TenantId) -> anyhow::Result<bool> {
-        let after = self.owned.get(tenant).copied().unwrap_or(FeedPosition::START);
+        let after = self.owned.get(tenant).map_or(FeedPosition::START, |owned| owned.position);
         let limit = self.settings.page_size.max(1);
         let page = self.store.relay_page(tenant, after, limit).await?;
         if page.events.is_empty() {
@@ -272,7 +290,9 @@ impl Relay {
         }
         if settled != after {
             self.store.save_position(&self.settings.stream, tenant, settled).await?;
-            self.owned.insert(tenant.clone(), settled);
+            if let Some(owned) = self.owned.get_mut(tenant) {
+                owned.position = settled;
+            }
             self.metrics.published.with_label_values(&[tenant.as_str()]).inc_by(published);
             let lag = self.metrics.lag.with_label_values(&[tenant.as_str()]);
             lag.set((lag.get() - published as i64 - parked).max(0));
@@ -300,6 +320,22 @@ impl Relay {
         );
         Ok(())
     }
+}
+
+/// A tenant this relay publishes.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    /// How far its feed was published (and stored).
+    position: FeedPosition,
+    /// Set while its pages fail: not before `at`, and the wait after the next failure.
+    retry: Option<Retry>,
+}
+
+/// When a failing tenant is tried again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    at: Instant,
+    backoff: Duration,
 }
 
 /// What became of one event of a page, in feed order.

@@ -438,3 +438,35 @@ async fn a_failure_inside_a_page_stores_the_position_before_it_and_retries_from_
     stop(&shutdown, relay).await;
     stream.delete().await;
 }
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_tenant_that_cannot_publish_does_not_slow_the_others(pool: PgPool) {
+    let store = PgStore::new(pool);
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let stream = Stream::new();
+    // Two messages per subject: acme's third `order.placed` is refused until the test ends.
+    create_stream(&stream, |config| {
+        config.max_messages_per_subject = 2;
+        config.discard = jetstream::stream::DiscardPolicy::New;
+        config.discard_new_per_subject = true;
+    })
+    .await;
+    for n in 0..3 {
+        store_one(&store, &acme, &format!("k-{n}"), "order.placed", json!({ "n": n })).await;
+    }
+    // globex's events have a subject each: 15 pages of 4.
+    for n in 0..60 {
+        store_one(&store, &globex, &format!("k-{n}"), &format!("thing.{n}"), json!({ "n": n }))
+            .await;
+    }
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+    published_reaches(&registry, "globex", 60).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "globex's 15 pages took {took:?}");
+    let second = position_after(&store, &acme, 2).await;
+    assert!(store.position(&stream.name, &acme).await.expect("position") <= second);
+    stop(&shutdown, relay).await;
+    stream.delete().await;
+}
