@@ -287,13 +287,15 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<i64, StoreError>;
 
     /// The next page of the tenant's feed after `after`, in feed order as
-    /// [`EventStore::feed_page`] reads it, at most `limit` events, each with its own position
-    /// (the relay stores how far JetStream acknowledged, event by event).
+    /// [`EventStore::feed_page`] reads it, each event with its own position (the relay stores
+    /// how far JetStream acknowledged, event by event): at most `limit` events, and no more than
+    /// `max_bytes` of their data (and CloudEvents context) as JSON text, but always the first.
     async fn relay_page(
         &self,
         tenant: &TenantId,
         after: FeedPosition,
         limit: u16,
+        max_bytes: usize,
     ) -> Result<RelayPage, StoreError>;
 
     /// A holder of claims of its own (in PostgreSQL, a connection of its own): its claims last
@@ -320,7 +322,7 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
 pub struct RelayPage {
     /// The events in feed order, each with its position in the feed.
     pub events: Vec<(FeedPosition, StoredEvent)>,
-    /// Whether the page stopped at its limit: more may follow at once.
+    /// Whether the page stopped at one of its limits (events or bytes): more may follow at once.
     pub full: bool,
 }
 

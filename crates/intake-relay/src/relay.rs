@@ -203,7 +203,8 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes the next page of a tenant's feed, all in flight at once, then awaits the
+    /// Publishes the next page of a tenant's feed (`relay.page_size` events, no more than
+    /// `relay.max_page_bytes` of messages), all in flight at once, then awaits the
     /// acknowledgements in feed order, then stores the position after the last event settled
     /// before the first failure: acknowledged, or parked because it can never be published
     /// (larger than the server's `max_payload`, or refused by JetStream for good). A failure is
@@ -213,7 +214,9 @@ impl Relay {
     async fn publish_page(&mut self, tenant: &TenantId) -> anyhow::Result<bool> {
         let after = self.owned.get(tenant).map_or(FeedPosition::START, |owned| owned.position);
         let limit = self.settings.page_size.max(1);
-        let page = self.store.relay_page(tenant, after, limit).await?;
+        // Bounded in bytes as well as in events: what a page reads and holds in flight.
+        let max_bytes = self.settings.max_page_bytes.max(1);
+        let page = self.store.relay_page(tenant, after, limit, max_bytes).await?;
         if page.events.is_empty() {
             return Ok(page.full);
         }
@@ -221,6 +224,7 @@ impl Relay {
         // What the server takes (its INFO; the client refuses larger messages itself).
         let max_payload = self.client.max_payload();
         let mut slots = Vec::with_capacity(count);
+        let mut in_flight = 0;
         let mut failure = None;
         for (position, event) in page.events {
             let event_id = event.event_id;
@@ -240,6 +244,11 @@ impl Relay {
                 slots.push((position, event_id, Slot::Parked(reason)));
                 continue;
             }
+            if in_flight > 0 && in_flight + size > max_bytes {
+                // The rest waits for the next page.
+                break;
+            }
+            in_flight += size;
             let sent = self
                 .jetstream
                 .publish_with_headers(message.subject, message.headers, message.body.into())
@@ -425,6 +434,9 @@ mod tests {
         );
         let expected = serde_json::to_vec(&EventBody::from(event)).expect("json");
         assert_eq!(message.body, expected);
+        // As the server counts it against max_payload: the header block, then the body.
+        let header = "NATS/1.0\r\nNats-Msg-Id: evt_0193e4a27c1e7d3a9f005c2b8f1e4a10\r\n\r\n";
+        assert_eq!(message.size(), header.len() + message.body.len());
         let body: serde_json::Value = serde_json::from_slice(&message.body).expect("json");
         assert_eq!(body["event_id"], "evt_0193e4a27c1e7d3a9f005c2b8f1e4a10");
         assert_eq!(body["received_at"], "2025-12-22T10:30:01.250Z");

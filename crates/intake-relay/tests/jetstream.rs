@@ -4,14 +4,15 @@
 //! cancelling the token ends the loop and gives up its claims.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use async_trait::async_trait;
 use chrono::Utc;
 use intake_domain::{
     EventData, EventId, EventStore, EventType, FeedPosition, FeedQuery, IdempotencyKey, Limits,
-    NewEvent, OccurredAt, RelayStore, TenantId,
+    NewEvent, OccurredAt, ParkedEvent, RelayClaims, RelayPage, RelayStore, StoreError, TenantId,
 };
 use intake_relay::testing::{nats_url, TestStream};
 use intake_relay::RelaySettings;
@@ -87,6 +88,7 @@ impl Stream {
             duplicate_window_secs: 120,
             // Several pages per tenant.
             page_size: 4,
+            max_page_bytes: 8 << 20,
             poll_ms: 20,
             claim_secs: 1,
         }
@@ -468,5 +470,116 @@ async fn a_tenant_that_cannot_publish_does_not_slow_the_others(pool: PgPool) {
     let second = position_after(&store, &acme, 2).await;
     assert!(store.position(&stream.name, &acme).await.expect("position") <= second);
     stop(&shutdown, relay).await;
+    stream.delete().await;
+}
+
+/// The relay's store, noting what each page it reads holds: (events, bytes of their data).
+#[derive(Debug)]
+struct Measured {
+    inner: PgStore,
+    pages: Mutex<Vec<(usize, usize)>>,
+}
+
+#[async_trait]
+impl RelayStore for Measured {
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.inner.tenants().await
+    }
+
+    async fn position(&self, stream: &str, tenant: &TenantId) -> Result<FeedPosition, StoreError> {
+        self.inner.position(stream, tenant).await
+    }
+
+    async fn save_position(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        position: FeedPosition,
+    ) -> Result<(), StoreError> {
+        self.inner.save_position(stream, tenant, position).await
+    }
+
+    async fn lag(
+        &self,
+        tenant: &TenantId,
+        position: FeedPosition,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        self.inner.lag(tenant, position, cap).await
+    }
+
+    async fn relay_page(
+        &self,
+        tenant: &TenantId,
+        after: FeedPosition,
+        limit: u16,
+        max_bytes: usize,
+    ) -> Result<RelayPage, StoreError> {
+        let page = RelayStore::relay_page(&self.inner, tenant, after, limit, max_bytes).await?;
+        let bytes = page
+            .events
+            .iter()
+            .map(|(_, event)| serde_json::to_vec(&event.data).expect("json").len())
+            .sum();
+        if !page.events.is_empty() {
+            self.pages.lock().expect("pages").push((page.events.len(), bytes));
+        }
+        Ok(page)
+    }
+
+    async fn claims(&self) -> Result<Box<dyn RelayClaims>, StoreError> {
+        self.inner.claims().await
+    }
+
+    async fn park(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.park(stream, tenant, event_id, reason).await
+    }
+
+    async fn parked(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.inner.parked(stream, tenant).await
+    }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_page_holds_at_most_max_page_bytes_and_at_least_one_event(pool: PgPool) {
+    let store = PgStore::new(pool);
+    let acme = tenant("acme");
+    let mut ids = Vec::new();
+    // 2 KiB events, one of 15 KiB among them: pages of 10 KB hold four, or the big one alone.
+    for n in 0..16 {
+        let blob = "x".repeat(if n == 10 { 15_000 } else { 2_000 });
+        let data = json!({ "n": n, "blob": blob });
+        ids.push(store_one(&store, &acme, &format!("k-{n}"), "order.placed", data).await);
+    }
+    let stream = Stream::new();
+    let settings = RelaySettings { page_size: 8, max_page_bytes: 10_000, ..stream.settings() };
+    let measured = Arc::new(Measured { inner: store.clone(), pages: Mutex::new(Vec::new()) });
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = {
+        let (store, registry, shutdown) = (measured.clone(), registry.clone(), shutdown.clone());
+        tokio::spawn(async move { intake_relay::run(store, settings, &registry, shutdown).await })
+    };
+
+    let messages = stream.messages(16, Duration::from_secs(30)).await;
+    assert_eq!(ids_of(&messages), strings(&ids), "every event once, in feed order");
+    published_reaches(&registry, "acme", 16).await;
+    stop(&shutdown, relay).await;
+    let pages = measured.pages.lock().expect("pages").clone();
+    for (events, bytes) in &pages {
+        assert!(*events == 1 || *bytes <= 10_000, "a page of {events} events held {bytes} bytes");
+    }
+    assert!(pages.iter().any(|(events, _)| *events > 1), "pages of several events: {pages:?}");
+    assert!(pages.iter().any(|(events, bytes)| *events == 1 && *bytes > 10_000), "{pages:?}");
     stream.delete().await;
 }

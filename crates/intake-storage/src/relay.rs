@@ -112,36 +112,69 @@ impl PgStore {
     }
 
     /// The next page of a tenant's feed for the relay: at most `limit` events, each with its
-    /// position.
+    /// position, whose data and CloudEvents context add up to at most `max_bytes` of JSON text
+    /// (but always the first event).
     pub async fn relay_page(
         &self,
         tenant: &TenantId,
         after: FeedPosition,
         limit: u16,
+        max_bytes: usize,
     ) -> Result<RelayPage, StoreError> {
-        // First the page's positions (the feed's order and horizon: see `feed_page`), then the
-        // events themselves as the feed reads them, matched up by id. Rows below the horizon are
-        // final, so the feed hands out the same rows, unless some were removed in between
-        // (retention, erasure): the page then ends before the first that differs.
+        // First the page's positions, then the events themselves as the feed reads them, matched
+        // up by id. The positions: a walk of `events_feed_idx` one row at a time (the feed's
+        // order and horizon: see `feed_page`), adding up each row's size, that stops at `limit`
+        // rows or at the first row that would take the page past `max_bytes`, so that a page of
+        // large events never reads more than one row beyond what it holds. That row comes back
+        // too, marked as not fitting: more is waiting. Rows below the horizon are final, so the
+        // feed then hands out the same rows, unless some were removed in between (retention,
+        // erasure): the page ends before the first that differs.
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let rows = sqlx::query!(
-            r#"SELECT event_id, tx_id::text AS "tx_text!", seq
-               FROM events
-               WHERE tenant_id = $1
-                 AND (tx_id, seq) > ($2::text::xid8, $3)
-                 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-               ORDER BY events.tx_id, events.seq
-               LIMIT $4"#,
+            r#"WITH RECURSIVE page (tx_id, seq, event_id, bytes, n, fits) AS (
+                   (SELECT e.tx_id, e.seq, e.event_id,
+                           octet_length(e.data::text)::bigint
+                             + coalesce(octet_length(e.cloudevent::text), 0),
+                           1, true
+                    FROM events e
+                    WHERE e.tenant_id = $1
+                      AND (e.tx_id, e.seq) > ($2::text::xid8, $3)
+                      AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                    ORDER BY e.tx_id, e.seq
+                    LIMIT 1)
+                   UNION ALL
+                   SELECT nx.tx_id, nx.seq, nx.event_id, page.bytes + nx.size, page.n + 1,
+                          page.bytes + nx.size <= $5
+                   FROM page, LATERAL (
+                       SELECT e.tx_id, e.seq, e.event_id,
+                              octet_length(e.data::text)::bigint
+                                + coalesce(octet_length(e.cloudevent::text), 0) AS size
+                       FROM events e
+                       WHERE e.tenant_id = $1
+                         AND (e.tx_id, e.seq) > (page.tx_id, page.seq)
+                         AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                       ORDER BY e.tx_id, e.seq
+                       LIMIT 1
+                   ) AS nx
+                   WHERE page.fits AND page.n < $4
+               )
+               SELECT event_id AS "event_id!", tx_id::text AS "tx_text!", seq AS "seq!",
+                      fits AS "fits!"
+               FROM page
+               ORDER BY n"#,
             tenant.as_str(),
             after.tx.to_string(),
             after.seq,
-            i64::from(limit),
+            i32::from(limit),
+            max_bytes,
         )
         .fetch_all(&mut *self.acquire().await?)
         .await
         .map_err(classify)?;
-        let full = rows.len() == usize::from(limit);
-        let Ok(count) = u16::try_from(rows.len()) else {
-            return Err(StoreError::Unknown(anyhow!("a page of {} rows", rows.len())));
+        let fitting = rows.iter().take_while(|row| row.fits).count();
+        let full = fitting < rows.len() || fitting >= usize::from(limit);
+        let Ok(count) = u16::try_from(fitting) else {
+            return Err(StoreError::Unknown(anyhow!("a page of {fitting} rows")));
         };
         if count == 0 {
             return Ok(RelayPage { events: Vec::new(), full });
@@ -288,8 +321,9 @@ impl RelayStore for PgStore {
         tenant: &TenantId,
         after: FeedPosition,
         limit: u16,
+        max_bytes: usize,
     ) -> Result<RelayPage, StoreError> {
-        PgStore::relay_page(self, tenant, after, limit).await
+        PgStore::relay_page(self, tenant, after, limit, max_bytes).await
     }
 
     async fn claims(&self) -> Result<Box<dyn intake_domain::RelayClaims>, StoreError> {
