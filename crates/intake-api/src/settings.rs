@@ -367,5 +367,6 @@ mod tests {
         assert_eq!(relay.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(relay.subject_prefix, "intake");
         assert_eq!((relay.duplicate_window_secs, relay.poll_ms), (120, 200));
+        assert_eq!(relay.max_page_bytes, 8 << 20, "8 MiB");
     }
 }

@@ -30,8 +30,9 @@ pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
-    RelayClaims, RelayStore, SchemaChange, SchemaChangeFeed, SchemaStore, StoreError, TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, ParkedEvent,
+    Readiness, RelayClaims, RelayPage, RelayStore, SchemaChange, SchemaChangeFeed, SchemaStore,
+    StoreError, TokenStore,
 };
 pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{

@@ -286,13 +286,55 @@ pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
         cap: i64,
     ) -> Result<i64, StoreError>;
 
-    /// A page of the tenant's feed, as [`EventStore::feed_page`] reads it.
-    async fn feed_page(&self, tenant: &TenantId, query: &FeedQuery)
-        -> Result<FeedPage, StoreError>;
+    /// The next page of the tenant's feed after `after`, in feed order as
+    /// [`EventStore::feed_page`] reads it, each event with its own position (the relay stores
+    /// how far JetStream acknowledged, event by event): at most `limit` events, and no more than
+    /// `max_bytes` of their data (and CloudEvents context) as JSON text, but always the first.
+    async fn relay_page(
+        &self,
+        tenant: &TenantId,
+        after: FeedPosition,
+        limit: u16,
+        max_bytes: usize,
+    ) -> Result<RelayPage, StoreError>;
 
     /// A holder of claims of its own (in PostgreSQL, a connection of its own): its claims last
     /// as long as it does, and end with it, or with the process.
     async fn claims(&self) -> Result<Box<dyn RelayClaims>, StoreError>;
+
+    /// Records that the tenant's event can never be published into `stream`, and why (never
+    /// its data): the relay then moves on past it. Parking it again changes nothing.
+    async fn park(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The tenant's events parked for `stream`, oldest first.
+    async fn parked(&self, stream: &str, tenant: &TenantId)
+        -> Result<Vec<ParkedEvent>, StoreError>;
+}
+
+/// A page of a tenant's feed for the relay ([`RelayStore::relay_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayPage {
+    /// The events in feed order, each with its position in the feed.
+    pub events: Vec<(FeedPosition, StoredEvent)>,
+    /// Whether the page stopped at one of its limits (events or bytes): more may follow at once.
+    pub full: bool,
+}
+
+/// An event the relay can never publish into a stream ([`RelayStore::park`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// The event (read it as the API does).
+    pub event_id: EventId,
+    /// Why it cannot be published.
+    pub reason: String,
+    /// When the relay parked it.
+    pub parked_at: DateTime<Utc>,
 }
 
 /// The claims of one relay process: each (stream, tenant) is published by one relay at a time.

@@ -11,6 +11,8 @@ pub(crate) struct RelayMetrics {
     pub(crate) errors: IntCounter,
     /// Events stored but not yet published, by tenant.
     pub(crate) lag: IntGaugeVec,
+    /// Events that can never be published, parked in the dead letters.
+    pub(crate) parked: IntCounter,
 }
 
 impl RelayMetrics {
@@ -31,9 +33,15 @@ impl RelayMetrics {
             Opts::new("intake_relay_lag_events", "Events stored but not yet published, by tenant."),
             &["tenant"],
         )?;
+        let parked = IntCounter::new(
+            "intake_relay_parked_events_total",
+            "Events that can never be published (larger than NATS or the stream takes), parked \
+             in relay_dead_letters and skipped.",
+        )?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(lag.clone()))?;
-        Ok(Self { published, errors, lag })
+        registry.register(Box::new(parked.clone()))?;
+        Ok(Self { published, errors, lag, parked })
     }
 }

@@ -15,6 +15,8 @@ pub struct RelaySettings {
     pub duplicate_window_secs: u64,
     /// Events published per round trip of acknowledgements.
     pub page_size: u16,
+    /// Bytes a page holds at most, read and in flight (always at least one event).
+    pub max_page_bytes: usize,
     /// How long an idle relay waits before looking for new events.
     pub poll_ms: u64,
     /// How often a relay looks for tenants nobody relays (new ones, or a dead relay's).

@@ -4,7 +4,8 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    EventStore, FeedPage, FeedPosition, FeedQuery, RelayStore, StoreError, TenantId,
+    EventId, EventStore, FeedPosition, FeedQuery, ParkedEvent, RelayPage, RelayStore, StoreError,
+    TenantId,
 };
 use sqlx::Connection;
 
@@ -110,6 +111,144 @@ impl PgStore {
         .map_err(classify)
     }
 
+    /// The next page of a tenant's feed for the relay: at most `limit` events, each with its
+    /// position, whose data and CloudEvents context add up to at most `max_bytes` of JSON text
+    /// (but always the first event).
+    pub async fn relay_page(
+        &self,
+        tenant: &TenantId,
+        after: FeedPosition,
+        limit: u16,
+        max_bytes: usize,
+    ) -> Result<RelayPage, StoreError> {
+        // First the page's positions, then the events themselves as the feed reads them, matched
+        // up by id. The positions: a walk of `events_feed_idx` one row at a time (the feed's
+        // order and horizon: see `feed_page`), adding up each row's size, that stops at `limit`
+        // rows or at the first row that would take the page past `max_bytes`, so that a page of
+        // large events never reads more than one row beyond what it holds. That row comes back
+        // too, marked as not fitting: more is waiting. Rows below the horizon are final, so the
+        // feed then hands out the same rows, unless some were removed in between (retention,
+        // erasure): the page ends before the first that differs.
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let rows = sqlx::query!(
+            r#"WITH RECURSIVE page (tx_id, seq, event_id, bytes, n, fits) AS (
+                   (SELECT e.tx_id, e.seq, e.event_id,
+                           octet_length(e.data::text)::bigint
+                             + coalesce(octet_length(e.cloudevent::text), 0),
+                           1, true
+                    FROM events e
+                    WHERE e.tenant_id = $1
+                      AND (e.tx_id, e.seq) > ($2::text::xid8, $3)
+                      AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                    ORDER BY e.tx_id, e.seq
+                    LIMIT 1)
+                   UNION ALL
+                   SELECT nx.tx_id, nx.seq, nx.event_id, page.bytes + nx.size, page.n + 1,
+                          page.bytes + nx.size <= $5
+                   FROM page, LATERAL (
+                       SELECT e.tx_id, e.seq, e.event_id,
+                              octet_length(e.data::text)::bigint
+                                + coalesce(octet_length(e.cloudevent::text), 0) AS size
+                       FROM events e
+                       WHERE e.tenant_id = $1
+                         AND (e.tx_id, e.seq) > (page.tx_id, page.seq)
+                         AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                       ORDER BY e.tx_id, e.seq
+                       LIMIT 1
+                   ) AS nx
+                   WHERE page.fits AND page.n < $4
+               )
+               SELECT event_id AS "event_id!", tx_id::text AS "tx_text!", seq AS "seq!",
+                      fits AS "fits!"
+               FROM page
+               ORDER BY n"#,
+            tenant.as_str(),
+            after.tx.to_string(),
+            after.seq,
+            i32::from(limit),
+            max_bytes,
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        let fitting = rows.iter().take_while(|row| row.fits).count();
+        let full = fitting < rows.len() || fitting >= usize::from(limit);
+        let Ok(count) = u16::try_from(fitting) else {
+            return Err(StoreError::Unknown(anyhow!("a page of {fitting} rows")));
+        };
+        if count == 0 {
+            return Ok(RelayPage { events: Vec::new(), full });
+        }
+        let query = FeedQuery { after, limit: count, event_type: None };
+        let page = EventStore::feed_page(self, tenant, &query).await?;
+        let mut events = Vec::with_capacity(page.events.len());
+        for (row, event) in rows.into_iter().zip(page.events) {
+            if event.event_id.as_uuid() != row.event_id {
+                break;
+            }
+            let tx = row.tx_text.parse().map_err(|e| {
+                StoreError::Unknown(anyhow!(
+                    "tx_id {:?} of event {}: {e}",
+                    row.tx_text,
+                    row.event_id
+                ))
+            })?;
+            events.push((FeedPosition { tx, seq: row.seq }, event));
+        }
+        Ok(RelayPage { events, full })
+    }
+
+    /// Parks an event that can never be published into `stream` (a dead letter), with why.
+    pub async fn park_relay_event(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        // Once per (stream, tenant, event): a relay that parks it again keeps the first record.
+        sqlx::query!(
+            "INSERT INTO relay_dead_letters (stream, tenant_id, event_id, reason)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT ON CONSTRAINT relay_dead_letters_pkey DO NOTHING",
+            stream,
+            tenant.as_str(),
+            event_id.as_uuid(),
+            reason,
+        )
+        .execute(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    /// The tenant's events parked for `stream`, oldest first.
+    pub async fn relay_parked(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT event_id, reason, parked_at
+             FROM relay_dead_letters
+             WHERE stream = $1 AND tenant_id = $2
+             ORDER BY parked_at, event_id",
+            stream,
+            tenant.as_str(),
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ParkedEvent {
+                event_id: EventId::from_uuid(row.event_id),
+                reason: row.reason,
+                parked_at: row.parked_at,
+            })
+            .collect())
+    }
+
     /// A connection of its own to hold a relay's claims: they last as long as it does, and end
     /// with it when the relay dies.
     pub async fn relay_claims(&self) -> Result<RelayClaims, StoreError> {
@@ -177,16 +316,36 @@ impl RelayStore for PgStore {
         self.relay_lag(tenant, position, cap).await
     }
 
-    async fn feed_page(
+    async fn relay_page(
         &self,
         tenant: &TenantId,
-        query: &FeedQuery,
-    ) -> Result<FeedPage, StoreError> {
-        EventStore::feed_page(self, tenant, query).await
+        after: FeedPosition,
+        limit: u16,
+        max_bytes: usize,
+    ) -> Result<RelayPage, StoreError> {
+        PgStore::relay_page(self, tenant, after, limit, max_bytes).await
     }
 
     async fn claims(&self) -> Result<Box<dyn intake_domain::RelayClaims>, StoreError> {
         Ok(Box::new(self.relay_claims().await?))
+    }
+
+    async fn park(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        event_id: EventId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.park_relay_event(stream, tenant, event_id, reason).await
+    }
+
+    async fn parked(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.relay_parked(stream, tenant).await
     }
 }
 
