@@ -7,6 +7,7 @@
 pub(crate) mod debugger;
 pub(crate) mod documents;
 pub(crate) mod events;
+pub(crate) mod feed;
 pub(crate) mod ops;
 pub(crate) mod schemas;
 
@@ -132,6 +133,7 @@ const BODY: &[ProblemKind] = &[
 pub fn table() -> Vec<Endpoint> {
     use debugger::*;
     use events::*;
+    use feed::*;
     use ops::*;
     use schemas::*;
     use ProblemKind as K;
