@@ -151,10 +151,7 @@ async fn a_batch_says_once_when_it_was_sent(pool: PgPool) {
     }
     let body = json!({"sent_at": sent_at, "events": items});
     let answer: Value = app
-        .client
-        .post(app.url("/v1/events/batch"))
-        .bearer_auth(DEV_TOKEN)
-        .header(CONTENT_TYPE, "application/json")
+        .post_batch()
         .body(body.to_string())
         .send()
         .await
@@ -173,12 +170,7 @@ async fn a_batch_says_once_when_it_was_sent(pool: PgPool) {
     assert!(results[0].get("clock_skew_ms").is_none(), "once, at the top: {answer}");
 
     let bad = json!({"sent_at": 17, "events": [event("b9", Duration::zero())]});
-    let request = app
-        .client
-        .post(app.url("/v1/events/batch"))
-        .bearer_auth(DEV_TOKEN)
-        .header(CONTENT_TYPE, "application/json")
-        .body(bad.to_string());
+    let request = app.post_batch().body(bad.to_string());
     let (_, body) = expect_problem(request, 400, "validation-failed").await;
     assert_eq!(body["errors"][0]["field"], "sent_at", "{body}");
     assert_eq!(app.event_count().await, 2);
@@ -234,15 +226,7 @@ async fn a_correction_out_of_range_refuses_only_its_own_item_naming_occurred_at(
         {"event_type": "t", "occurred_at": "0001-01-01T00:00:00Z", "idempotency_key": "r-1", "data": {}},
         {"event_type": "t", "occurred_at": "9999-12-31T00:00:00Z", "idempotency_key": "r-2", "data": {}},
     ]});
-    let response = app
-        .client
-        .post(app.url("/v1/events/batch"))
-        .bearer_auth(DEV_TOKEN)
-        .header(CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_batch().body(body.to_string()).send().await.expect("sent");
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.expect("json");
     assert_eq!(answer["results"][0]["errors"][0]["field"], "occurred_at", "{answer}");

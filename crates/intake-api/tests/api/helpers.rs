@@ -88,6 +88,14 @@ impl TestApp {
             .header(CONTENT_TYPE, "application/json")
     }
 
+    /// A POST to /v1/events/batch with the dev token and a JSON content type, body not yet set.
+    pub fn post_batch(&self) -> RequestBuilder {
+        self.client
+            .post(self.url("/v1/events/batch"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, "application/json")
+    }
+
     /// Posts `body` as JSON with the dev token.
     pub async fn post_event(&self, body: &Value) -> Response {
         self.post_events().body(body.to_string()).send().await.expect("request sent")
