@@ -4,8 +4,11 @@
 //! The validator is the `jsonschema` crate, without its network and file resolvers: a schema
 //! can only refer to itself (`"$ref": "#/$defs/…"`), so checking an event never leaves the
 //! process. Guards against hostile schemas: a size limit, a nesting limit, patterns compiled by
-//! the `regex` engine (linear time: no backtracking, so no catastrophic pattern), and a bound on
-//! how many violations one check reports.
+//! the `regex` engine (linear time: no backtracking, so no catastrophic pattern), recursion that
+//! would make a check exponential refused, and a bound on how many violations one check
+//! reports.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use jsonschema::{Draft, PatternOptions, Validator};
@@ -70,6 +73,7 @@ impl CompiledSchema {
             }
         }
         inspect(&document, "", 0, limits)?;
+        refuse_exponential_recursion(&document)?;
         let validator = jsonschema::options()
             .with_draft(Draft::Draft202012)
             .should_validate_formats(true)
@@ -114,6 +118,232 @@ impl CompiledSchema {
         } else {
             Err(violations)
         }
+    }
+}
+
+/// Refuses a schema whose check would take time exponential in how deeply the data nests: one
+/// that refers to itself without descending into the data, or one where a subschema reached
+/// recursively reaches the recursion again along more than one path at the same place in the
+/// data (`{"properties":{"a":{"allOf":[{"$ref":"#"},{"$ref":"#"}]}}}` doubles the work at every
+/// level: 25 levels took seconds, 31 minutes). Recursion that descends once per level (a tree)
+/// stays linear and is accepted.
+fn refuse_exponential_recursion(document: &Value) -> Result<(), InvalidSchema> {
+    let graph = SchemaGraph::of(document);
+    // Same-place edges only: a cycle there never ends, whatever the data.
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    for node in graph.nodes.keys() {
+        if let Some(at) = graph.same_place_cycle(node, &mut state) {
+            return Err(InvalidSchema(format!(
+                "the schema refers to itself at {} without descending into the data: checking \
+                 it would never end",
+                pointer_or_root(at)
+            )));
+        }
+    }
+    for component in graph.recursive_components() {
+        let mut counts: HashMap<&str, u8> = HashMap::new();
+        for node in &component {
+            if graph.entries_into(node, &component, &mut counts) >= 2 {
+                return Err(InvalidSchema(format!(
+                    "at {} the schema reaches its own recursion along more than one path at the \
+                     same place in the data: checking it would take time exponential in how \
+                     deeply the data nests; refer to the recursive part once",
+                    pointer_or_root(node)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where evaluation goes from a subschema: same-place edges (target, whether by reference) and
+/// deeper edges.
+type Edges = (Vec<(String, bool)>, Vec<String>);
+
+/// The subschemas of a document and how evaluation moves between them: at the same place in
+/// the data (applicators, references) or one level deeper (properties, items …).
+#[derive(Debug, Default)]
+struct SchemaGraph<'a> {
+    /// Each subschema (by JSON pointer) and where evaluation goes from it.
+    nodes: HashMap<String, Edges>,
+    anchors: HashMap<&'a str, String>,
+}
+
+impl<'a> SchemaGraph<'a> {
+    fn of(document: &'a Value) -> Self {
+        let mut graph = Self::default();
+        graph.walk(document, String::new());
+        // References by anchor name (`#name`) resolve to where the anchor is.
+        for (same, _) in graph.nodes.values_mut() {
+            for (target, _) in same.iter_mut() {
+                if let Some(name) = target.strip_prefix('@') {
+                    *target = graph.anchors.get(name).cloned().unwrap_or_default();
+                }
+            }
+        }
+        graph
+    }
+
+    fn walk(&mut self, schema: &'a Value, at: String) {
+        let Value::Object(members) = schema else {
+            self.nodes.entry(at).or_default();
+            return;
+        };
+        let child = |key: &str| format!("{at}/{}", key.replace('~', "~0").replace('/', "~1"));
+        let mut same = Vec::new();
+        let mut deeper = Vec::new();
+        let mut walk_later = Vec::new();
+        for (key, member) in members {
+            let here = child(key);
+            match (key.as_str(), member) {
+                ("$ref" | "$dynamicRef", Value::String(target)) => {
+                    let fragment = target.trim_start_matches('#');
+                    let resolved = if fragment.is_empty() || fragment.starts_with('/') {
+                        fragment.to_owned()
+                    } else {
+                        format!("@{fragment}")
+                    };
+                    same.push((resolved, true));
+                }
+                ("$anchor" | "$dynamicAnchor", Value::String(name)) => {
+                    self.anchors.insert(name, at.clone());
+                }
+                ("allOf" | "anyOf" | "oneOf" | "prefixItems", Value::Array(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let target = format!("{here}/{i}");
+                        if key == "prefixItems" {
+                            deeper.push(target.clone());
+                        } else {
+                            same.push((target.clone(), false));
+                        }
+                        walk_later.push((item, target));
+                    }
+                }
+                ("not" | "if" | "then" | "else", _) => {
+                    same.push((here.clone(), false));
+                    walk_later.push((member, here));
+                }
+                (
+                    "items"
+                    | "additionalProperties"
+                    | "contains"
+                    | "propertyNames"
+                    | "unevaluatedProperties"
+                    | "unevaluatedItems",
+                    _,
+                ) => {
+                    deeper.push(here.clone());
+                    walk_later.push((member, here));
+                }
+                (
+                    "properties" | "patternProperties" | "dependentSchemas" | "$defs",
+                    Value::Object(map),
+                ) => {
+                    for (name, sub) in map {
+                        let target =
+                            format!("{here}/{}", name.replace('~', "~0").replace('/', "~1"));
+                        match key.as_str() {
+                            "dependentSchemas" => same.push((target.clone(), false)),
+                            "$defs" => {}
+                            _ => deeper.push(target.clone()),
+                        }
+                        walk_later.push((sub, target));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.nodes.insert(at, (same, deeper));
+        for (sub, target) in walk_later {
+            self.walk(sub, target);
+        }
+    }
+
+    /// A node on a cycle of same-place edges reachable from `node`, if any (0 unseen, 1 on the
+    /// path, 2 done).
+    fn same_place_cycle<'g>(
+        &'g self,
+        node: &'g str,
+        state: &mut HashMap<&'g str, u8>,
+    ) -> Option<&'g str> {
+        match state.get(node) {
+            Some(1) => return Some(node),
+            Some(_) => return None,
+            None => {}
+        }
+        state.insert(node, 1);
+        if let Some((same, _)) = self.nodes.get(node) {
+            for (target, _) in same {
+                if let Some(at) = self.same_place_cycle(target, state) {
+                    return Some(at);
+                }
+            }
+        }
+        state.insert(node, 2);
+        None
+    }
+
+    /// The groups of subschemas that reach each other (evaluation can come back to them), each
+    /// with more than one member or a member that reaches itself.
+    fn recursive_components(&self) -> Vec<Vec<&str>> {
+        let reach = |from: &str| -> HashSet<&str> {
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut pending = vec![from];
+            while let Some(node) = pending.pop() {
+                if let Some((same, deeper)) = self.nodes.get(node) {
+                    for next in same
+                        .iter()
+                        .map(|(t, _)| t.as_str())
+                        .chain(deeper.iter().map(String::as_str))
+                    {
+                        if seen.insert(next) {
+                            pending.push(next);
+                        }
+                    }
+                }
+            }
+            seen
+        };
+        let reaches: HashMap<&str, HashSet<&str>> =
+            self.nodes.keys().map(|n| (n.as_str(), reach(n))).collect();
+        let mut done: HashSet<&str> = HashSet::new();
+        let mut components = Vec::new();
+        for node in self.nodes.keys().map(String::as_str) {
+            if done.contains(node) || !reaches[node].contains(node) {
+                continue;
+            }
+            let component: Vec<&str> = reaches[node]
+                .iter()
+                .copied()
+                .filter(|other| reaches.get(other).is_some_and(|r| r.contains(node)))
+                .collect();
+            done.extend(component.iter().copied());
+            components.push(component);
+        }
+        components
+    }
+
+    /// How many same-place paths from `node` enter `component` by a reference, counted up to 2.
+    fn entries_into<'g>(
+        &'g self,
+        node: &'g str,
+        component: &[&str],
+        counts: &mut HashMap<&'g str, u8>,
+    ) -> u8 {
+        if let Some(&count) = counts.get(node) {
+            return count;
+        }
+        let mut count = 0u8;
+        if let Some((same, _)) = self.nodes.get(node) {
+            for (target, by_reference) in same {
+                if *by_reference && component.contains(&target.as_str()) {
+                    count = count.saturating_add(1);
+                }
+                count = count.saturating_add(self.entries_into(target, component, counts)).min(2);
+            }
+        }
+        counts.insert(node, count);
+        count
     }
 }
 
@@ -294,5 +524,42 @@ mod tests {
         let violations = schema.check(&json!((0..500).collect::<Vec<_>>())).expect_err("violates");
         assert_eq!(violations.len(), MAX_VIOLATIONS);
         assert!(violations[MAX_VIOLATIONS - 1].message.contains("and more"));
+    }
+
+    #[test]
+    fn a_recursion_that_fans_out_at_one_place_is_refused_one_that_descends_is_not() {
+        // Checking these would take time exponential in how deep the data nests.
+        for fans_out in [
+            json!({"type": "object", "properties": {"a": {"allOf": [{"$ref": "#"}, {"$ref": "#"}]}}}),
+            json!({"type": "object", "properties": {"a": {"anyOf": [{"$ref": "#"}, {"$ref": "#"}]}}}),
+            json!({"$defs": {"n": {"properties": {"a": {"oneOf": [{"$ref": "#/$defs/n"}, {"$ref": "#/$defs/m"}]}}},
+                             "m": {"$ref": "#/$defs/n"}},
+                   "$ref": "#/$defs/n"}),
+            json!({"$ref": "#"}),
+        ] {
+            let refused = compile(fans_out.clone()).expect_err("refused");
+            assert!(
+                refused.0.contains("exponential") || refused.0.contains("itself"),
+                "{fans_out}: {}",
+                refused.0
+            );
+        }
+        // A tree: each level of data is checked once per level of schema.
+        for linear in [
+            json!({"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}}),
+            json!({"$defs": {"n": {"properties": {"x": {"$ref": "#/$defs/n"}, "y": {"$ref": "#/$defs/n"}}}},
+                   "$ref": "#/$defs/n"}),
+            json!({"properties": {"a": {"anyOf": [{"$ref": "#"}, {"type": "string"}]}}}),
+        ] {
+            compile(linear.clone()).unwrap_or_else(|e| panic!("{linear}: {}", e.0));
+        }
+    }
+
+    #[test]
+    fn the_attack_that_took_minutes_is_refused_before_any_event_is_checked() {
+        let schema = json!({"type": "object", "properties": {"a": {"allOf": [{"$ref": "#"}, {"$ref": "#"}]}}});
+        let started = std::time::Instant::now();
+        assert!(compile(schema).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -433,3 +433,25 @@ async fn a_schema_is_kept_as_sent_so_it_stays_enforced_and_an_equal_put_is_no_ne
     let violating = app.post_event(&event("b-1", "big.numbers", json!({"nope": 1}))).await;
     assert_eq!(violating.status(), 400, "the schema is enforced");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_schema_whose_check_would_be_exponential_is_refused_at_put(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for combinator in ["allOf", "anyOf", "oneOf"] {
+        let schema = json!({"type": "object",
+                            "properties": {"a": {combinator: [{"$ref": "#"}, {"$ref": "#"}]}}});
+        let (status, problem) = put(&app, "deep.attack", &schema).await;
+        assert_eq!(status, 400, "{combinator}: {problem}");
+        assert_eq!(problem["type"], "/docs/troubleshooting#invalid-schema");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains("exponential")), "{problem}");
+    }
+    // A recursive tree is fine, and checks deep data at once.
+    let tree = json!({"type": "object", "properties": {"a": {"$ref": "#"}}});
+    assert_eq!(put(&app, "deep.tree", &tree).await.0, 201);
+    let mut data = json!({});
+    for _ in 0..30 {
+        data = json!({"a": data});
+    }
+    let accepted = app.post_event(&event("t-1", "deep.tree", data)).await;
+    assert_eq!(accepted.status(), 200);
+}
