@@ -102,6 +102,8 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// Largest batch body after decompression.
     pub max_batch_body_bytes: usize,
+    /// About how many bytes of events' data a feed page holds at most (one event at least).
+    pub max_feed_page_bytes: usize,
     /// Allowed clock skew for `occurred_at`, in seconds.
     pub max_future_skew: i64,
     /// Deepest nesting of `data`.

@@ -28,6 +28,8 @@ pub struct AppState {
     pub batch_body: BodyLimits,
     /// How a schema document's body is read.
     pub schema_body: BodyLimits,
+    /// About how many bytes of events a feed page holds at most.
+    pub max_feed_page_bytes: usize,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
                 max_bytes: settings.schemas.max_bytes.saturating_mul(4),
                 timeout,
             },
+            max_feed_page_bytes: settings.limits.max_feed_page_bytes,
         }
     }
 }

@@ -65,6 +65,7 @@ pub async fn drain(
             after,
             limit,
             event_type: event_type.map(|t| EventType::parse(t).expect("type")),
+            max_bytes: usize::MAX,
         };
         let page = store.feed_page(&tenant(tenant_name), &query).await.expect("page");
         assert!(page.events.len() <= usize::from(limit), "a page holds at most its limit");

@@ -55,6 +55,10 @@ pub struct FeedQuery {
     pub limit: u16,
     /// Only events of this type, when set.
     pub event_type: Option<EventType>,
+    /// At most about this many bytes of events' data and CloudEvents context: the page ends
+    /// before the first event that would take it past, but always holds one event when there is
+    /// one.
+    pub max_bytes: usize,
 }
 
 /// A page of the feed, and where the next one starts.

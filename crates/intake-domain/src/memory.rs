@@ -155,7 +155,13 @@ impl EventStore for MemoryEventStore {
                     && query.event_type.as_ref().is_none_or(|et| et.as_str() == stored.event_type)
             })
             .take(usize::from(query.limit))
-            .map(|(position, _, stored)| (position, stored.clone()))
+            .scan(0usize, |bytes, (position, _, stored)| {
+                let size = stored.data.to_string().len()
+                    + stored.cloudevent.as_ref().map_or(0, |c| c.to_string().len());
+                let first = *bytes == 0;
+                *bytes = bytes.saturating_add(size);
+                (first || *bytes <= query.max_bytes).then(|| (position, stored.clone()))
+            })
             .collect();
         let next = page.last().map_or(query.after, |(position, _)| *position);
         Ok(FeedPage { events: page.into_iter().map(|(_, e)| e).collect(), next })

@@ -263,7 +263,12 @@ async fn store_one(
 
 /// The position after the tenant's first `count` events.
 async fn position_after(store: &PgStore, tenant: &TenantId, count: u16) -> FeedPosition {
-    let query = FeedQuery { after: FeedPosition::START, limit: count, event_type: None };
+    let query = FeedQuery {
+        after: FeedPosition::START,
+        limit: count,
+        event_type: None,
+        max_bytes: usize::MAX,
+    };
     let page = EventStore::feed_page(store, tenant, &query).await.expect("feed");
     assert_eq!(page.events.len(), usize::from(count));
     page.next

@@ -194,54 +194,92 @@ impl EventStore for PgStore {
         // its own has ended, so one long-running write transaction in the database delays the
         // feed (not the ingest) until it ends. intake's own writes are single statements.
         //
+        // A page also ends before the first event that would take its events' data and context
+        // past `max_bytes` (it always holds one): a running sum over the candidates, so that no
+        // page is larger than asked, whatever the events weigh.
+        //
         // Two statements that differ only in the event type condition, each with an index of its
         // own (`events_feed_idx`, `events_feed_by_type_idx`): a prepared
         // `($5 IS NULL OR event_type = $5)` gets a generic plan that filters instead of seeking.
         let after_tx = query.after.tx.to_string();
         let limit = i64::from(query.limit);
+        let max_bytes = i64::try_from(query.max_bytes).unwrap_or(i64::MAX);
         let mut conn = self.acquire().await?;
-        let rows =
-            match &query.event_type {
-                None => sqlx::query_as!(
+        let rows = match &query.event_type {
+            None => {
+                sqlx::query_as!(
                     EventRow,
-                    r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
+                    r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
+                            occurred_at AS "occurred_at!", received_at AS "received_at!",
+                            idempotency_key AS "idempotency_key!", data AS "data!",
                             schema_version, cloudevent, occurred_at_reported, sent_at,
-                      tx_id::text AS "tx_text!", seq
-                     FROM events
-                     WHERE tenant_id = $1
-                       AND (tx_id, seq) > ($2::text::xid8, $3)
-                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                     ORDER BY events.tx_id, events.seq
-                     LIMIT $4"#,
+                            tx_text AS "tx_text!", seq AS "seq!"
+                     FROM (
+                         SELECT *, tx_id::text AS tx_text,
+                                row_number() OVER page AS n,
+                                sum(octet_length(data::text)
+                                    + coalesce(octet_length(cloudevent::text), 0)) OVER page
+                                    AS bytes
+                         FROM (
+                             SELECT * FROM events
+                             WHERE tenant_id = $1
+                               AND (tx_id, seq) > ($2::text::xid8, $3)
+                               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                             ORDER BY events.tx_id, events.seq
+                             LIMIT $4
+                         ) AS candidates
+                         WINDOW page AS (ORDER BY candidates.tx_id, candidates.seq)
+                     ) AS sized
+                     WHERE n = 1 OR bytes <= $5
+                     ORDER BY n"#,
                     tenant.as_str(),
                     after_tx,
                     query.after.seq,
                     limit,
+                    max_bytes,
                 )
                 .fetch_all(&mut *conn)
-                .await,
-                Some(event_type) => sqlx::query_as!(
+                .await
+            }
+            Some(event_type) => {
+                sqlx::query_as!(
                     EventRow,
-                    r#"SELECT event_id, event_type, occurred_at, received_at, idempotency_key, data,
+                    r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
+                            occurred_at AS "occurred_at!", received_at AS "received_at!",
+                            idempotency_key AS "idempotency_key!", data AS "data!",
                             schema_version, cloudevent, occurred_at_reported, sent_at,
-                      tx_id::text AS "tx_text!", seq
-                     FROM events
-                     WHERE tenant_id = $1
-                       AND (tx_id, seq) > ($2::text::xid8, $3)
-                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                       AND event_type = $5
-                     ORDER BY events.tx_id, events.seq
-                     LIMIT $4"#,
+                            tx_text AS "tx_text!", seq AS "seq!"
+                     FROM (
+                         SELECT *, tx_id::text AS tx_text,
+                                row_number() OVER page AS n,
+                                sum(octet_length(data::text)
+                                    + coalesce(octet_length(cloudevent::text), 0)) OVER page
+                                    AS bytes
+                         FROM (
+                             SELECT * FROM events
+                             WHERE tenant_id = $1
+                               AND (tx_id, seq) > ($2::text::xid8, $3)
+                               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                               AND event_type = $5
+                             ORDER BY events.tx_id, events.seq
+                             LIMIT $4
+                         ) AS candidates
+                         WINDOW page AS (ORDER BY candidates.tx_id, candidates.seq)
+                     ) AS sized
+                     WHERE n = 1 OR bytes <= $6
+                     ORDER BY n"#,
                     tenant.as_str(),
                     after_tx,
                     query.after.seq,
                     limit,
                     event_type.as_str(),
+                    max_bytes,
                 )
                 .fetch_all(&mut *conn)
-                .await,
+                .await
             }
-            .map_err(classify)?;
+        }
+        .map_err(classify)?;
         let mut next = query.after;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {

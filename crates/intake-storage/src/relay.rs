@@ -179,7 +179,7 @@ impl PgStore {
         if count == 0 {
             return Ok(RelayPage { events: Vec::new(), full });
         }
-        let query = FeedQuery { after, limit: count, event_type: None };
+        let query = FeedQuery { after, limit: count, event_type: None, max_bytes: usize::MAX };
         let page = EventStore::feed_page(self, tenant, &query).await?;
         let mut events = Vec::with_capacity(page.events.len());
         for (row, event) in rows.into_iter().zip(page.events) {

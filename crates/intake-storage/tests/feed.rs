@@ -16,7 +16,7 @@ fn tenant(name: &str) -> TenantId {
 }
 
 fn query(after: FeedPosition, limit: u16) -> FeedQuery {
-    FeedQuery { after, limit, event_type: None }
+    FeedQuery { after, limit, event_type: None, max_bytes: usize::MAX }
 }
 
 /// Follows the feed from `after` until it has handed out `expected` events and then one more

@@ -26,7 +26,7 @@ pub(crate) struct FeedBody {
 }
 
 /// Reads `limit`, `cursor` and `event_type`, reporting every bad parameter at once.
-fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
+fn feed_query(query_string: &str, max_bytes: usize) -> Result<FeedQuery, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query_string)
         .map_err(|e| {
             ApiError::InvalidQuery(vec![FieldProblem::new(
@@ -38,7 +38,7 @@ fn feed_query(query_string: &str) -> Result<FeedQuery, ApiError> {
         .into_inner();
     let mut errors = Vec::new();
     let mut query =
-        FeedQuery { after: FeedPosition::START, limit: DEFAULT_LIMIT, event_type: None };
+        FeedQuery { after: FeedPosition::START, limit: DEFAULT_LIMIT, event_type: None, max_bytes };
     let mut seen: Vec<&str> = Vec::new();
     for (name, value) in &pairs {
         if seen.contains(&name.as_str()) {
@@ -109,7 +109,7 @@ pub(crate) async fn feed(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = feed_query(req.query_string())?;
+    let query = feed_query(req.query_string(), state.max_feed_page_bytes)?;
     let page = state.events.feed_page(caller.tenant(), &query).await?;
     let page = FeedBody {
         data: page.events.into_iter().map(EventBody::from).collect(),

@@ -224,3 +224,23 @@ async fn bad_feed_parameters_are_400_invalid_query(pool: PgPool) {
     let (_, problem) = expect_problem(request, 400, "invalid-query").await;
     assert_eq!(problem["errors"].as_array().map(Vec::len), Some(2), "every problem at once");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_feed_page_is_bounded_in_bytes_and_the_feed_still_misses_nothing(pool: PgPool) {
+    let mut settings = crate::helpers::local_settings();
+    settings.limits.max_feed_page_bytes = 1_000_000;
+    let app = crate::helpers::spawn_app_with(pool, settings).await;
+    let big = "x".repeat(400_000);
+    for n in 0..5 {
+        let body = json!({"event_type": "big", "occurred_at": "2025-12-22T10:30:00Z",
+                          "idempotency_key": format!("big-{n}"), "data": {"blob": big}});
+        assert_eq!(app.post_event(&body).await.status(), 200);
+    }
+    let (ids, _) = follow(&app, "limit=100", 5).await;
+    assert_eq!(ids.len(), 5, "every event once");
+    // Each page held at most two 400 kB events.
+    let (status, first) = get_json(&app, "/v1/events?limit=100", DEV_TOKEN).await;
+    assert_eq!(status, 200);
+    let held = first["data"].as_array().expect("data").len();
+    assert!((1..=2).contains(&held), "a page of {held} events of 400 kB against a 1 MB bound");
+}
