@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::web;
 use actix_web::HttpRequest;
 use futures_util::StreamExt;
+use intake_domain::{ErrorCode, FieldError};
 use serde_json::{Map, Value};
 
 use crate::problem::ApiError;
@@ -187,6 +188,30 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::InvalidJson("the body is empty".into()));
     }
+    if text.trim_start().starts_with('{') {
+        // An object's fields are read one by one, so that one given twice is named rather than
+        // the last silently kept.
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let fields = serde::Deserializer::deserialize_map(&mut deserializer, UniqueFields)
+            .and_then(|fields| deserializer.end().map(|()| fields))
+            .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        return match fields {
+            Ok(map) => Ok(map),
+            Err(twice) => Err(ApiError::Validation(
+                twice
+                    .into_iter()
+                    .map(|name| {
+                        FieldError::new(
+                            name.clone(),
+                            ErrorCode::DuplicateField,
+                            format!("{name} is given more than once; give each field once"),
+                        )
+                        .into()
+                    })
+                    .collect(),
+            )),
+        };
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::InvalidBody(format!(
@@ -194,5 +219,31 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             intake_domain::event::json_type_name(&other)
         ))),
         Err(e) => Err(ApiError::InvalidJson(e.to_string())),
+    }
+}
+
+/// Reads a JSON object's fields, or the names of those given more than once.
+struct UniqueFields;
+
+impl<'de> serde::de::Visitor<'de> for UniqueFields {
+    type Value = Result<Map<String, Value>, Vec<String>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut fields = Map::new();
+        let mut twice: Vec<String> = Vec::new();
+        while let Some(name) = access.next_key::<String>()? {
+            let value: Value = access.next_value()?;
+            if fields.insert(name.clone(), value).is_some() && !twice.contains(&name) {
+                twice.push(name);
+            }
+        }
+        Ok(if twice.is_empty() { Ok(fields) } else { Err(twice) })
     }
 }

@@ -333,3 +333,23 @@ async fn while_the_database_is_down_no_answer_waits_for_more_than_one_acquire_ti
     // Twice the acquire timeout means a request waited for two attempts.
     assert!(slowest < std::time::Duration::from_millis(950), "slowest 503 took {slowest:?}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_field_given_twice_is_refused_by_name_never_the_last_one_silently(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let plain = r#"{"event_type":"a","event_type":"b","occurred_at":"2025-12-22T10:30:00Z","idempotency_key":"d-1","data":{}}"#;
+    let (_, problem) =
+        expect_problem(app.post_events().body(plain), 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "event_type", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "duplicate_field", "{problem}");
+    let structured = r#"{"specversion":"1.0","id":"x","id":"y","source":"/s","type":"t","time":"2025-12-22T10:30:00Z"}"#;
+    let request = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents+json")
+        .body(structured);
+    let (_, problem) = expect_problem(request, 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "id", "{problem}");
+    assert_eq!(app.event_count().await, 0);
+}
