@@ -138,7 +138,9 @@ db-down:
 build:
 	$(CARGO) build --release --bin intake
 
-## Ingest against raw PostgreSQL (pgbench), every figure in one run: one table (release build).
+## Ingest against raw PostgreSQL (pgbench), every figure in one run: one table (release build),
+## on a private PostgreSQL cluster of its own (scripts/db's throwaway one, stopped afterwards),
+## so that it has the ~80 connections it needs and nothing else loads the server it measures.
 bench:
 	@command -v pgbench >/dev/null || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -149,4 +151,5 @@ bench:
 	$(PY_CLIENT_VENV)/bin/pip install --quiet --disable-pip-version-check ./clients/python
 	@pgbench=$$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1); \
 	PGBENCH=$$pgbench INTAKE_BENCH_PYTHON=$(PY_CLIENT_VENV)/bin/python \
+	  env -u DATABASE_URL INTAKE_DB_PROBE_PORT=1 \
 	  scripts/db with scripts/redis with scripts/nats with $(CARGO) bench --bench ingest

@@ -324,6 +324,9 @@ async fn relay_phase(url: &str, secs: u64) -> anyhow::Result<f64> {
 }
 
 /// Stores `REPLAY_KEYS` events through batches, for the dedupe phase to replay.
+/// Connections the bench opens at its busiest (pgbench's clients, servers' pools, loads).
+const NEEDED_CONNECTIONS: i64 = 80;
+
 /// Events the client phases send.
 const CLIENT_EVENTS: usize = 100_000;
 
@@ -423,6 +426,20 @@ async fn main() -> anyhow::Result<()> {
     let base = without_query.rsplit_once('/').map_or(without_query.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}{query}");
     let mut admin = PgConnection::connect(&server_url).await?;
+    // pgbench's 64 clients, the servers' pools and the load's own: about 80 connections.
+    let (max, used): (i32, i64) = sqlx::query_as(
+        "SELECT current_setting('max_connections')::int, (SELECT count(*) FROM pg_stat_activity)",
+    )
+    .fetch_one(&mut admin)
+    .await?;
+    if i64::from(max) - used < NEEDED_CONNECTIONS {
+        bail!(
+            "the bench needs {NEEDED_CONNECTIONS} free PostgreSQL connections and the server has \
+             {} ({used} of max_connections {max} in use); `make bench` runs it on a private \
+             cluster of its own",
+            i64::from(max) - used
+        );
+    }
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
     let outcome = run(&url, secs, stored).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
