@@ -66,24 +66,24 @@ struct IngestRow {
 
 /// An event as [`EventStore::get`] and the feed read it, with its feed position.
 #[derive(Debug)]
-struct EventRow {
-    event_id: Uuid,
-    event_type: String,
-    occurred_at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
-    idempotency_key: String,
-    data: Value,
-    schema_version: Option<i32>,
-    cloudevent: Option<Value>,
-    occurred_at_reported: Option<DateTime<Utc>>,
-    sent_at: Option<DateTime<Utc>>,
+pub(crate) struct EventRow {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) idempotency_key: String,
+    pub(crate) data: Value,
+    pub(crate) schema_version: Option<i32>,
+    pub(crate) cloudevent: Option<Value>,
+    pub(crate) occurred_at_reported: Option<DateTime<Utc>>,
+    pub(crate) sent_at: Option<DateTime<Utc>>,
     /// `tx_id` as text: sqlx has no type for `xid8`.
-    tx_text: String,
-    seq: i64,
+    pub(crate) tx_text: String,
+    pub(crate) seq: i64,
 }
 
 impl EventRow {
-    fn into_event(self) -> Result<(FeedPosition, StoredEvent), StoreError> {
+    pub(crate) fn into_event(self) -> Result<(FeedPosition, StoredEvent), StoreError> {
         let tx = self.tx_text.parse::<u64>().map_err(|e| {
             StoreError::Unknown(anyhow!("tx_id {:?} of event {}: {e}", self.tx_text, self.event_id))
         })?;

@@ -4,12 +4,12 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    EventId, EventStore, FeedPosition, FeedQuery, ParkedEvent, RelayPage, RelayStore, StoreError,
-    TenantId,
+    EventId, FeedPosition, ParkedEvent, RelayPage, RelayStore, StoreError, TenantId,
 };
 use sqlx::Connection;
 
 use crate::errors::classify;
+use crate::events::EventRow;
 use crate::PgStore;
 
 impl PgStore {
@@ -121,80 +121,68 @@ impl PgStore {
         limit: u16,
         max_bytes: usize,
     ) -> Result<RelayPage, StoreError> {
-        // First the page's positions, then the events themselves as the feed reads them, matched
-        // up by id. The positions: a walk of `events_feed_idx` one row at a time (the feed's
-        // order and horizon: see `feed_page`), adding up each row's size, that stops at `limit`
-        // rows or at the first row that would take the page past `max_bytes`, so that a page of
-        // large events never reads more than one row beyond what it holds. That row comes back
-        // too, marked as not fitting: more is waiting. Rows below the horizon are final, so the
-        // feed then hands out the same rows, unless some were removed in between (retention,
-        // erasure): the page ends before the first that differs.
+        // The feed's page (its order and horizon: see `feed_page`), cut before the first event
+        // that would take the page's data and context past `max_bytes` (the first one always
+        // comes): one index walk of at most `limit` rows, with a running sum. PostgreSQL reads
+        // up to `limit` rows; only what fits comes back. `candidates` says whether the walk found
+        // more than fits: then more is waiting.
         let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let rows = sqlx::query!(
-            r#"WITH RECURSIVE page (tx_id, seq, event_id, bytes, n, fits) AS (
-                   (SELECT e.tx_id, e.seq, e.event_id,
-                           octet_length(e.data::text)::bigint
-                             + coalesce(octet_length(e.cloudevent::text), 0),
-                           1, true
-                    FROM events e
-                    WHERE e.tenant_id = $1
-                      AND (e.tx_id, e.seq) > ($2::text::xid8, $3)
-                      AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                    ORDER BY e.tx_id, e.seq
-                    LIMIT 1)
-                   UNION ALL
-                   SELECT nx.tx_id, nx.seq, nx.event_id, page.bytes + nx.size, page.n + 1,
-                          page.bytes + nx.size <= $5
-                   FROM page, LATERAL (
-                       SELECT e.tx_id, e.seq, e.event_id,
-                              octet_length(e.data::text)::bigint
-                                + coalesce(octet_length(e.cloudevent::text), 0) AS size
-                       FROM events e
-                       WHERE e.tenant_id = $1
-                         AND (e.tx_id, e.seq) > (page.tx_id, page.seq)
-                         AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                       ORDER BY e.tx_id, e.seq
-                       LIMIT 1
-                   ) AS nx
-                   WHERE page.fits AND page.n < $4
-               )
-               SELECT event_id AS "event_id!", tx_id::text AS "tx_text!", seq AS "seq!",
-                      fits AS "fits!"
-               FROM page
+            r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
+                      occurred_at AS "occurred_at!", received_at AS "received_at!",
+                      idempotency_key AS "idempotency_key!", data AS "data!",
+                      schema_version, cloudevent, occurred_at_reported, sent_at,
+                      tx_text AS "tx_text!", seq AS "seq!", candidates AS "candidates!"
+               FROM (
+                   SELECT *, tx_id::text AS tx_text,
+                          row_number() OVER page AS n,
+                          count(*) OVER () AS candidates,
+                          sum(octet_length(data::text)
+                              + coalesce(octet_length(cloudevent::text), 0)) OVER page AS bytes
+                   FROM (
+                       SELECT * FROM events
+                       WHERE tenant_id = $1
+                         AND (tx_id, seq) > ($2::text::xid8, $3)
+                         AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                       ORDER BY events.tx_id, events.seq
+                       LIMIT $4
+                   ) AS candidates
+                   WINDOW page AS (ORDER BY candidates.tx_id, candidates.seq)
+               ) AS sized
+               WHERE n = 1 OR bytes <= $5
                ORDER BY n"#,
             tenant.as_str(),
             after.tx.to_string(),
             after.seq,
-            i32::from(limit),
+            i64::from(limit),
             max_bytes,
         )
         .fetch_all(&mut *self.acquire().await?)
         .await
         .map_err(classify)?;
-        let fitting = rows.iter().take_while(|row| row.fits).count();
-        let full = fitting < rows.len() || fitting >= usize::from(limit);
-        let Ok(count) = u16::try_from(fitting) else {
-            return Err(StoreError::Unknown(anyhow!("a page of {fitting} rows")));
-        };
-        if count == 0 {
-            return Ok(RelayPage { events: Vec::new(), full });
-        }
-        let query = FeedQuery { after, limit: count, event_type: None, max_bytes: usize::MAX };
-        let page = EventStore::feed_page(self, tenant, &query).await?;
-        let mut events = Vec::with_capacity(page.events.len());
-        for (row, event) in rows.into_iter().zip(page.events) {
-            if event.event_id.as_uuid() != row.event_id {
-                break;
-            }
-            let tx = row.tx_text.parse().map_err(|e| {
-                StoreError::Unknown(anyhow!(
-                    "tx_id {:?} of event {}: {e}",
-                    row.tx_text,
-                    row.event_id
-                ))
-            })?;
-            events.push((FeedPosition { tx, seq: row.seq }, event));
-        }
+        let candidates = rows.first().map_or(0, |row| row.candidates);
+        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) < candidates
+            || candidates >= i64::from(limit);
+        let events = rows
+            .into_iter()
+            .map(|row| {
+                EventRow {
+                    event_id: row.event_id,
+                    event_type: row.event_type,
+                    occurred_at: row.occurred_at,
+                    received_at: row.received_at,
+                    idempotency_key: row.idempotency_key,
+                    data: row.data,
+                    schema_version: row.schema_version,
+                    cloudevent: row.cloudevent,
+                    occurred_at_reported: row.occurred_at_reported,
+                    sent_at: row.sent_at,
+                    tx_text: row.tx_text,
+                    seq: row.seq,
+                }
+                .into_event()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RelayPage { events, full })
     }
 
