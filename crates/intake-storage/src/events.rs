@@ -66,24 +66,69 @@ struct IngestRow {
 
 /// An event as [`EventStore::get`] and the feed read it, with its feed position.
 #[derive(Debug)]
-pub(crate) struct EventRow {
-    pub(crate) event_id: Uuid,
-    pub(crate) event_type: String,
-    pub(crate) occurred_at: DateTime<Utc>,
-    pub(crate) received_at: DateTime<Utc>,
-    pub(crate) idempotency_key: String,
-    pub(crate) data: Value,
-    pub(crate) schema_version: Option<i32>,
-    pub(crate) cloudevent: Option<Value>,
-    pub(crate) occurred_at_reported: Option<DateTime<Utc>>,
-    pub(crate) sent_at: Option<DateTime<Utc>>,
+struct EventRow {
+    event_id: Uuid,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    idempotency_key: String,
+    data: Value,
+    schema_version: Option<i32>,
+    cloudevent: Option<Value>,
+    occurred_at_reported: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
     /// `tx_id` as text: sqlx has no type for `xid8`.
-    pub(crate) tx_text: String,
-    pub(crate) seq: i64,
+    tx_text: String,
+    seq: i64,
+}
+
+/// An event as the feed reads it: an [`EventRow`], and how many events the page's walk of the
+/// index found before the byte bound cut it (the same on every row).
+#[derive(Debug)]
+struct FeedRow {
+    event_id: Uuid,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    idempotency_key: String,
+    data: Value,
+    schema_version: Option<i32>,
+    cloudevent: Option<Value>,
+    occurred_at_reported: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
+    tx_text: String,
+    seq: i64,
+    candidates: i64,
+}
+
+impl From<FeedRow> for EventRow {
+    fn from(row: FeedRow) -> Self {
+        Self {
+            event_id: row.event_id,
+            event_type: row.event_type,
+            occurred_at: row.occurred_at,
+            received_at: row.received_at,
+            idempotency_key: row.idempotency_key,
+            data: row.data,
+            schema_version: row.schema_version,
+            cloudevent: row.cloudevent,
+            occurred_at_reported: row.occurred_at_reported,
+            sent_at: row.sent_at,
+            tx_text: row.tx_text,
+            seq: row.seq,
+        }
+    }
+}
+
+/// A page of the feed with each event's position, and whether the walk found more than the
+/// page holds (it stopped at its limit or its byte bound: more may be waiting).
+pub(crate) struct FeedRows {
+    pub(crate) events: Vec<(FeedPosition, StoredEvent)>,
+    pub(crate) full: bool,
 }
 
 impl EventRow {
-    pub(crate) fn into_event(self) -> Result<(FeedPosition, StoredEvent), StoreError> {
+    fn into_event(self) -> Result<(FeedPosition, StoredEvent), StoreError> {
         let tx = self.tx_text.parse::<u64>().map_err(|e| {
             StoreError::Unknown(anyhow!("tx_id {:?} of event {}: {e}", self.tx_text, self.event_id))
         })?;
@@ -175,6 +220,20 @@ impl EventStore for PgStore {
         tenant: &TenantId,
         query: &FeedQuery,
     ) -> Result<FeedPage, StoreError> {
+        let rows = self.feed_rows(tenant, query).await?;
+        let next = rows.events.last().map_or(query.after, |(position, _)| *position);
+        Ok(FeedPage { events: rows.events.into_iter().map(|(_, event)| event).collect(), next })
+    }
+}
+
+impl PgStore {
+    /// A page of the feed with each event's position: what [`EventStore::feed_page`] and the
+    /// relay read.
+    pub(crate) async fn feed_rows(
+        &self,
+        tenant: &TenantId,
+        query: &FeedQuery,
+    ) -> Result<FeedRows, StoreError> {
         // A page of a tenant's feed, in (tx_id, seq) order, after the cursor. (`ORDER BY` names
         // the table's columns: a bare `tx_id` could be taken for a text alias and sort '10'
         // before '9'.)
@@ -208,15 +267,16 @@ impl EventStore for PgStore {
         let rows = match &query.event_type {
             None => {
                 sqlx::query_as!(
-                    EventRow,
+                    FeedRow,
                     r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
                             occurred_at AS "occurred_at!", received_at AS "received_at!",
                             idempotency_key AS "idempotency_key!", data AS "data!",
                             schema_version, cloudevent, occurred_at_reported, sent_at,
-                            tx_text AS "tx_text!", seq AS "seq!"
+                            tx_text AS "tx_text!", seq AS "seq!", candidates AS "candidates!"
                      FROM (
                          SELECT *, tx_id::text AS tx_text,
                                 row_number() OVER page AS n,
+                                count(*) OVER () AS candidates,
                                 sum(octet_length(data::text)
                                     + coalesce(octet_length(cloudevent::text), 0)) OVER page
                                     AS bytes
@@ -243,15 +303,16 @@ impl EventStore for PgStore {
             }
             Some(event_type) => {
                 sqlx::query_as!(
-                    EventRow,
+                    FeedRow,
                     r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
                             occurred_at AS "occurred_at!", received_at AS "received_at!",
                             idempotency_key AS "idempotency_key!", data AS "data!",
                             schema_version, cloudevent, occurred_at_reported, sent_at,
-                            tx_text AS "tx_text!", seq AS "seq!"
+                            tx_text AS "tx_text!", seq AS "seq!", candidates AS "candidates!"
                      FROM (
                          SELECT *, tx_id::text AS tx_text,
                                 row_number() OVER page AS n,
+                                count(*) OVER () AS candidates,
                                 sum(octet_length(data::text)
                                     + coalesce(octet_length(cloudevent::text), 0)) OVER page
                                     AS bytes
@@ -280,14 +341,14 @@ impl EventStore for PgStore {
             }
         }
         .map_err(classify)?;
-        let mut next = query.after;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (position, event) = row.into_event()?;
-            next = position;
-            events.push(event);
-        }
-        Ok(FeedPage { events, next })
+        let candidates = rows.first().map_or(0, |row| row.candidates);
+        let full =
+            i64::try_from(rows.len()).unwrap_or(i64::MAX) < candidates || candidates >= limit;
+        let events = rows
+            .into_iter()
+            .map(|row| EventRow::from(row).into_event())
+            .collect::<Result<_, _>>()?;
+        Ok(FeedRows { events, full })
     }
 }
 

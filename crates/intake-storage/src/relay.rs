@@ -4,12 +4,11 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    EventId, FeedPosition, ParkedEvent, RelayPage, RelayStore, StoreError, TenantId,
+    EventId, FeedPosition, FeedQuery, ParkedEvent, RelayPage, RelayStore, StoreError, TenantId,
 };
 use sqlx::Connection;
 
 use crate::errors::classify;
-use crate::events::EventRow;
 use crate::PgStore;
 
 impl PgStore {
@@ -121,69 +120,11 @@ impl PgStore {
         limit: u16,
         max_bytes: usize,
     ) -> Result<RelayPage, StoreError> {
-        // The feed's page (its order and horizon: see `feed_page`), cut before the first event
-        // that would take the page's data and context past `max_bytes` (the first one always
-        // comes): one index walk of at most `limit` rows, with a running sum. PostgreSQL reads
-        // up to `limit` rows; only what fits comes back. `candidates` says whether the walk found
-        // more than fits: then more is waiting.
-        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
-        let rows = sqlx::query!(
-            r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
-                      occurred_at AS "occurred_at!", received_at AS "received_at!",
-                      idempotency_key AS "idempotency_key!", data AS "data!",
-                      schema_version, cloudevent, occurred_at_reported, sent_at,
-                      tx_text AS "tx_text!", seq AS "seq!", candidates AS "candidates!"
-               FROM (
-                   SELECT *, tx_id::text AS tx_text,
-                          row_number() OVER page AS n,
-                          count(*) OVER () AS candidates,
-                          sum(octet_length(data::text)
-                              + coalesce(octet_length(cloudevent::text), 0)) OVER page AS bytes
-                   FROM (
-                       SELECT * FROM events
-                       WHERE tenant_id = $1
-                         AND (tx_id, seq) > ($2::text::xid8, $3)
-                         AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                       ORDER BY events.tx_id, events.seq
-                       LIMIT $4
-                   ) AS candidates
-                   WINDOW page AS (ORDER BY candidates.tx_id, candidates.seq)
-               ) AS sized
-               WHERE n = 1 OR bytes <= $5
-               ORDER BY n"#,
-            tenant.as_str(),
-            after.tx.to_string(),
-            after.seq,
-            i64::from(limit),
-            max_bytes,
-        )
-        .fetch_all(&mut *self.acquire().await?)
-        .await
-        .map_err(classify)?;
-        let candidates = rows.first().map_or(0, |row| row.candidates);
-        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) < candidates
-            || candidates >= i64::from(limit);
-        let events = rows
-            .into_iter()
-            .map(|row| {
-                EventRow {
-                    event_id: row.event_id,
-                    event_type: row.event_type,
-                    occurred_at: row.occurred_at,
-                    received_at: row.received_at,
-                    idempotency_key: row.idempotency_key,
-                    data: row.data,
-                    schema_version: row.schema_version,
-                    cloudevent: row.cloudevent,
-                    occurred_at_reported: row.occurred_at_reported,
-                    sent_at: row.sent_at,
-                    tx_text: row.tx_text,
-                    seq: row.seq,
-                }
-                .into_event()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RelayPage { events, full })
+        // The feed's own page (order, horizon and byte bound: see `feed_page`), with each
+        // event's position.
+        let query = FeedQuery { after, limit, event_type: None, max_bytes };
+        let page = self.feed_rows(tenant, &query).await?;
+        Ok(RelayPage { events: page.events, full: page.full })
     }
 
     /// Parks an event that can never be published into `stream` (a dead letter), with why.
