@@ -6,6 +6,14 @@ import json
 from typing import Any, Dict, List, NamedTuple, Optional, Union, overload
 
 
+def _item(counts: Any, key: Union[str, int, slice]) -> Any:
+    """A counter by name (``result["delivered"]``), or as a tuple reads it by index or slice."""
+    if isinstance(key, str):
+        if key not in counts._fields:
+            raise KeyError(key)
+        return getattr(counts, key)
+    return tuple.__getitem__(counts, key)
+
 class FlushResult(NamedTuple):
     """What ``flush`` (and ``close``) found, counting every event enqueued before the call:
     ``delivered + failed + pending`` is that number.
@@ -31,11 +39,7 @@ class FlushResult(NamedTuple):
     def __getitem__(self, key: slice) -> "tuple[int, ...]": ...
 
     def __getitem__(self, key: Union[str, int, slice]) -> Any:
-        if isinstance(key, str):
-            if key not in self._fields:
-                raise KeyError(key)
-            return getattr(self, key)
-        return tuple.__getitem__(self, key)
+        return _item(self, key)
 
 
 class Stats(NamedTuple):
@@ -72,11 +76,7 @@ class Stats(NamedTuple):
     def __getitem__(self, key: slice) -> "tuple[int, ...]": ...
 
     def __getitem__(self, key: Union[str, int, slice]) -> Any:
-        if isinstance(key, str):
-            if key not in self._fields:
-                raise KeyError(key)
-            return getattr(self, key)
-        return tuple.__getitem__(self, key)
+        return _item(self, key)
 
 
 class SendResult(Dict[str, Any]):
