@@ -16,7 +16,7 @@ use actix_web::HttpMessage;
 use actix_web::{web, FromRequest, HttpRequest};
 use anyhow::anyhow;
 use futures_util::future::LocalBoxFuture;
-use intake_domain::{Scope, TenantId};
+use intake_domain::{Budget, Scope, TenantId};
 pub use intake_service::auth::{issue_token, Authenticator, IssuedToken, Principal};
 use intake_service::{Ingest, Permit, RateLimits, Refusal};
 
@@ -96,14 +96,7 @@ impl Caller<EventsWrite> {
     /// read; spends nothing. The budget goes with the request, for its answer's fields.
     pub async fn admit(&self, req: &HttpRequest, ingest: &Ingest) -> Result<(), ApiError> {
         let admitted = ingest.admit(&self.principal.account).await;
-        let budget = match &admitted {
-            Ok(budget) => *budget,
-            Err(Refusal::RateLimited { budget, .. }) => Some(*budget),
-            Err(_) => None,
-        };
-        if let Some(budget) = budget {
-            req.extensions_mut().insert(budget);
-        }
+        note_budget(req, &admitted, |budget| *budget);
         admitted.map(|_| ()).map_err(ApiError::from)
     }
 
@@ -116,15 +109,25 @@ impl Caller<EventsWrite> {
         cost: u32,
     ) -> Result<Permit, ApiError> {
         let spent = ingest.spend(&self.principal.account, cost).await;
-        let budget = match &spent {
-            Ok(permit) => permit.budget(),
-            Err(Refusal::RateLimited { budget, .. }) => Some(*budget),
-            Err(_) => None,
-        };
-        if let Some(budget) = budget {
-            req.extensions_mut().insert(budget);
-        }
+        note_budget(req, &spent, Permit::budget);
         Ok(spent?)
+    }
+}
+
+/// Puts the budget an answer of the application layer carries (a refusal for the rate limit
+/// carries one too) with the request, for its answer's fields.
+fn note_budget<T>(
+    req: &HttpRequest,
+    answer: &Result<T, Refusal>,
+    budget_of: impl Fn(&T) -> Option<Budget>,
+) {
+    let budget = match answer {
+        Ok(granted) => budget_of(granted),
+        Err(Refusal::RateLimited { budget, .. }) => Some(*budget),
+        Err(_) => None,
+    };
+    if let Some(budget) = budget {
+        req.extensions_mut().insert(budget);
     }
 }
 
