@@ -14,6 +14,12 @@ pub const SENT_AT_HEADER: &str = "intake-sent-at";
 
 pub use intake_service::format_timestamp;
 
+/// A body as JSON whose numbers are spelled as they were sent (`1e1000`, never a thousand
+/// digits nor `1e+1000`): an event or a schema never reads back longer than it was sent.
+pub fn as_written<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, crate::problem::ApiError> {
+    intake_domain::event::json_bytes(body).map_err(|e| crate::problem::ApiError::Internal(e.into()))
+}
+
 /// The key of an `Idempotency-Key` header, for the domain to weigh against the body's.
 pub fn key_beside_body(header: Option<&HeaderValue>) -> KeyBesideBody {
     KeyBesideBody {

@@ -19,7 +19,7 @@ use crate::body::{self, BodyLimits};
 use crate::problem::{refusal_problem, ApiError, FieldProblem};
 use crate::state::AppState;
 use crate::wire::{
-    binary_attributes, event_format, key_beside_body, wants_cloudevent, EventFormat,
+    as_written, binary_attributes, event_format, key_beside_body, wants_cloudevent, EventFormat,
     CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER, SENT_AT_HEADER,
 };
 
@@ -315,10 +315,4 @@ pub(crate) async fn get_event(
     Ok(HttpResponse::Ok()
         .content_type(mime::APPLICATION_JSON)
         .body(as_written(&EventBody::from(event))?))
-}
-
-/// Events read back as JSON whose numbers are spelled as they were sent (`1e1000`, never a
-/// thousand digits nor `1e+1000`): never longer than what was sent.
-pub(crate) fn as_written<T: Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
-    intake_domain::event::json_bytes(body).map_err(|e| ApiError::Internal(e.into()))
 }

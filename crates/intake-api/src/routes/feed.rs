@@ -6,11 +6,11 @@ use intake_service::EventBody;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::events::as_written;
 use crate::auth::{Caller, EventsRead};
 use crate::cursor;
 use crate::problem::{ApiError, FieldProblem, RequestCode};
 use crate::state::AppState;
+use crate::wire::as_written;
 
 /// The most events one feed page holds, and how many when `limit` is not given.
 const MAX_LIMIT: u16 = 1000;

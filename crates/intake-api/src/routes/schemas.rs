@@ -11,7 +11,7 @@ use crate::auth::{Caller, SchemasRead, SchemasWrite};
 use crate::body;
 use crate::problem::{ApiError, FieldProblem};
 use crate::state::AppState;
-use crate::wire::format_timestamp;
+use crate::wire::{as_written, format_timestamp};
 
 /// A version of a schema.
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,12 +63,6 @@ pub(crate) struct SchemaList {
 /// The event type of a path; an invalid one can have no schema.
 fn event_type(raw: &str) -> Result<EventType, ApiError> {
     EventType::parse(raw).map_err(|e| ApiError::Validation(vec![FieldProblem::from(e)]))
-}
-
-/// A schema as JSON with its numbers spelled as they were sent (`1e1000`, never a thousand
-/// digits).
-fn as_written<T: Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
-    intake_domain::event::json_bytes(body).map_err(|e| ApiError::Internal(e.into()))
 }
 
 fn no_schema(event_type: &str) -> ApiError {
