@@ -8,7 +8,7 @@ use actix_web::web;
 use anyhow::Context;
 use intake_domain::RateLimiter;
 use intake_ratelimit::{MemoryRateLimiter, RedisRateLimiter};
-use intake_service::{DebugHub, Ingest, RateLimits, SchemaCache};
+use intake_service::{DebugHub, Ingest, Lifetime, RateLimits, SchemaCache};
 
 use crate::auth::Authenticator;
 use crate::backend::Backend;
@@ -66,12 +66,18 @@ impl AppData {
         )
         .observed_by(Arc::new(metrics.clone()))
         .observed_by(Arc::new(DebuggerEntries(debugger.clone())));
+        let lifetime = Arc::new(Lifetime::new(
+            backend.lifetime.clone(),
+            settings.retention.retention()?,
+            settings.retention.maintenance_interval,
+        ));
         let state = AppState::new(
             settings,
             ingest,
             backend.events.clone(),
             backend.health.clone(),
             schemas,
+            lifetime,
         );
         Ok(Self {
             state: web::Data::new(state),

@@ -49,6 +49,14 @@ impl RequiredScope for EventsRead {
     const SCOPE: Scope = Scope::EventsRead;
 }
 
+/// Requires `events:erase`.
+#[derive(Debug)]
+pub struct EventsErase;
+
+impl RequiredScope for EventsErase {
+    const SCOPE: Scope = Scope::EventsErase;
+}
+
 /// Requires `schemas:write`.
 #[derive(Debug)]
 pub struct SchemasWrite;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use intake_domain::{
-    DebugTransport, EventStore, HealthCheck, SchemaChangeFeed, SchemaStore, TokenStore,
+    DebugTransport, EventStore, HealthCheck, LifetimeStore, SchemaChangeFeed, SchemaStore,
+    TokenStore,
 };
 use intake_storage::{GroupCommit, GroupCommitSettings, PgDebugTransport, PgStore};
 
@@ -22,6 +23,8 @@ pub struct Backend {
     pub health: Arc<dyn HealthCheck>,
     /// Where event schemas are kept.
     pub schemas: Arc<dyn SchemaStore>,
+    /// Retention, the keys window and erasure.
+    pub lifetime: Arc<dyn LifetimeStore>,
     /// Other servers' schema changes, as they happen (PostgreSQL notifications), when the
     /// backend can follow them.
     pub schema_changes: Option<Box<dyn SchemaChangeFeed>>,
@@ -55,6 +58,7 @@ impl Backend {
             events,
             tokens: shared.clone(),
             health: shared.clone(),
+            lifetime: shared.clone(),
             schemas: shared,
             schema_changes: None,
             debug_transport: None,
@@ -81,12 +85,14 @@ impl Backend {
         tokens: Arc<dyn TokenStore>,
         health: Arc<dyn HealthCheck>,
         schemas: Arc<dyn SchemaStore>,
+        lifetime: Arc<dyn LifetimeStore>,
     ) -> Self {
         Self {
             events,
             tokens,
             health,
             schemas,
+            lifetime,
             schema_changes: None,
             debug_transport: None,
             gauge: Arc::new(StorageStats::default),

@@ -34,6 +34,9 @@ enum Command {
     Tokens(TokensCommand),
     /// Publishes every stored event to NATS JetStream (see `[relay]` in config/base.toml).
     Relay,
+    /// One maintenance run (retention, the keys window) and every pending erasure, then exit;
+    /// for cron (`intake serve` maintains by itself too; see `[retention]`).
+    Maintain,
     /// Print the OpenAPI 3.1 document (needs no configuration or database).
     Openapi,
     /// Send one event to a server now and print its answer (needs no configuration).
@@ -139,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => migrate(&settings).await,
         Command::Tokens(command) => tokens(&settings, command).await,
         Command::Relay => crate::relay::run(&settings).await,
+        Command::Maintain => maintain(&settings).await,
         Command::Openapi | Command::Send(_) => Ok(()),
     }
 }
@@ -227,6 +231,36 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     store.pool().close().await;
     eprintln!("migrations applied");
     Ok(())
+}
+
+async fn maintain(settings: &Settings) -> anyhow::Result<()> {
+    let backend = Backend::connect(settings, None)?;
+    let lifetime = intake_service::Lifetime::new(
+        backend.lifetime.clone(),
+        settings.retention.retention()?,
+        settings.retention.maintenance_interval,
+    );
+    let done = async {
+        match lifetime.maintain_once().await.context("maintenance failed")? {
+            Some(report) => println!(
+                "partitions_created: {}\npartitions_dropped: {}\nevents_dropped: {}\n\
+                 key_generations_started: {}\nkey_generations_dropped: {}\nkeys_dropped: {}",
+                report.partitions_created,
+                report.partitions_dropped,
+                report.events_dropped,
+                report.key_generations_started,
+                report.key_generations_dropped,
+                report.keys_dropped,
+            ),
+            None => println!("skipped: another server is maintaining now"),
+        }
+        let steps = lifetime.erase_all().await.context("erasing failed")?;
+        println!("erasure_steps: {steps}");
+        anyhow::Ok(())
+    }
+    .await;
+    (backend.close)().await;
+    done
 }
 
 async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<()> {

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use intake_domain::LifetimeStats;
 use intake_service::labels::TenantLabels;
+use intake_service::LastRun;
 use intake_storage::{GroupCommitStats, PoolStats};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -54,6 +56,100 @@ pub struct RateLimitStats {
 /// Reads storage's state when metrics are rendered.
 pub type StorageGauge = Arc<dyn Fn() -> StorageStats + Send + Sync>;
 
+/// Retention, the keys window and erasure (contract §14), as of the last scrape.
+#[derive(Clone)]
+struct LifetimeGauges {
+    oldest_age: prometheus::Gauge,
+    partitions: IntGauge,
+    key_generations: IntGauge,
+    erasures: prometheus::IntGaugeVec,
+    runs: IntCounter,
+    failures: IntCounter,
+    last_run: prometheus::Gauge,
+    last_removed: prometheus::IntGaugeVec,
+}
+
+impl LifetimeGauges {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauges = Self {
+            oldest_age: prometheus::Gauge::new(
+                "intake_events_oldest_age_seconds",
+                "How long ago the oldest stored event was received (0 when none is stored).",
+            )?,
+            partitions: IntGauge::new(
+                "intake_event_partitions",
+                "Time partitions of the events table (the default one included).",
+            )?,
+            key_generations: IntGauge::new(
+                "intake_key_generations",
+                "Live generations of idempotency keys.",
+            )?,
+            erasures: prometheus::IntGaugeVec::new(
+                Opts::new("intake_erasures", "Erasures by content, by status: pending, done."),
+                &["status"],
+            )?,
+            runs: IntCounter::new(
+                "intake_maintenance_runs_total",
+                "Maintenance runs this server made (or tried while another server held the turn).",
+            )?,
+            failures: IntCounter::new(
+                "intake_maintenance_failures_total",
+                "Maintenance runs of this server that failed (retried).",
+            )?,
+            last_run: prometheus::Gauge::new(
+                "intake_maintenance_last_run_timestamp_seconds",
+                "When this server's last maintenance run ended (Unix time; 0 before the first).",
+            )?,
+            last_removed: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "intake_maintenance_last_run_removed",
+                    "What this server's last maintenance run removed: partitions, events, \
+                     key_generations, keys.",
+                ),
+                &["what"],
+            )?,
+        };
+        registry.register(Box::new(gauges.oldest_age.clone()))?;
+        registry.register(Box::new(gauges.partitions.clone()))?;
+        registry.register(Box::new(gauges.key_generations.clone()))?;
+        registry.register(Box::new(gauges.erasures.clone()))?;
+        registry.register(Box::new(gauges.runs.clone()))?;
+        registry.register(Box::new(gauges.failures.clone()))?;
+        registry.register(Box::new(gauges.last_run.clone()))?;
+        registry.register(Box::new(gauges.last_removed.clone()))?;
+        Ok(gauges)
+    }
+
+    fn set(&self, stats: Option<&LifetimeStats>, last: &LastRun) {
+        if let Some(stats) = stats {
+            let age = stats.oldest_event.map_or(0.0, |oldest| {
+                (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            self.oldest_age.set(age);
+            self.partitions.set(i64::try_from(stats.partitions).unwrap_or(i64::MAX));
+            self.key_generations.set(i64::try_from(stats.key_generations).unwrap_or(i64::MAX));
+            for (status, n) in [("pending", stats.erasures_pending), ("done", stats.erasures_done)]
+            {
+                self.erasures
+                    .with_label_values(&[status])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        self.runs.inc_by(last.runs.saturating_sub(self.runs.get()));
+        self.failures.inc_by(last.failures.saturating_sub(self.failures.get()));
+        self.last_run.set(last.at.map_or(0.0, |at| at.timestamp_millis() as f64 / 1000.0));
+        let report = &last.report;
+        for (what, n) in [
+            ("partitions", report.partitions_dropped),
+            ("events", report.events_dropped),
+            ("key_generations", report.key_generations_dropped),
+            ("keys", report.keys_dropped),
+        ] {
+            self.last_removed.with_label_values(&[what]).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 /// The service's metrics and their registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -76,6 +172,7 @@ pub struct Metrics {
     rate_fallbacks: IntCounter,
     rate_degraded: IntGauge,
     clock_skew: Histogram,
+    lifetime: LifetimeGauges,
     /// The tenants with series of their own (the first hundred), the rest `other`.
     tenants: Arc<TenantLabels>,
     storage: StorageGauge,
@@ -198,6 +295,7 @@ impl Metrics {
         for outcome in [Outcome::Accepted, Outcome::Deduplicated, Outcome::Rejected] {
             events.with_label_values(&[outcome.label()]);
         }
+        let lifetime = LifetimeGauges::register(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -218,6 +316,7 @@ impl Metrics {
             rate_fallbacks,
             rate_degraded,
             clock_skew,
+            lifetime,
             tenants: Arc::default(),
             storage,
         })
@@ -249,6 +348,11 @@ impl Metrics {
     /// Counts `n` events with an outcome.
     pub fn count_events(&self, outcome: Outcome, n: usize) {
         self.events.with_label_values(&[outcome.label()]).inc_by(n as u64);
+    }
+
+    /// Sets the gauges of storage's lifetime (`stats` is `None` when storage did not answer).
+    pub fn set_lifetime(&self, stats: Option<&LifetimeStats>, last: &LastRun) {
+        self.lifetime.set(stats, last);
     }
 
     /// The exposition text, with the pool gauges as of now.

@@ -46,6 +46,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "events", description = "Ingest and read events"),
+        (name = "erasure", description = "Erase events: one by id, or every event whose data holds a value (scope events:erase)"),
         (name = "operations", description = "Health, readiness, metrics and documents"),
     )
 )]

@@ -151,6 +151,12 @@ pub enum ApiError {
         /// Every violation.
         errors: Vec<FieldProblem>,
     },
+    /// An erasure request with invalid fields.
+    #[error("the erasure has {} invalid field(s)", .0.len())]
+    InvalidErasure(Vec<FieldProblem>),
+    /// The tenant has as many erasures waiting or running as it may.
+    #[error("{0}; wait for one to finish (GET /v1/erasures/{{erasure_id}})")]
+    TooManyErasures(String),
     /// One or more query parameters are invalid.
     #[error("{} query parameter(s) are invalid", .0.len())]
     InvalidQuery(Vec<FieldProblem>),
@@ -263,6 +269,7 @@ kinds! {
     INVALID_QUERY = "invalid-query", 400, "Invalid query parameters";
     INVALID_BATCH = "invalid-batch", 400, "Invalid batch";
     INVALID_SCHEMA = "invalid-schema", 400, "Invalid JSON Schema";
+    INVALID_ERASURE = "invalid-erasure", 400, "Invalid erasure";
     SCHEMA_VIOLATION = "schema-violation", 400, "Event violates its schema";
     MALFORMED_REQUEST = "malformed-request", 400, "Malformed HTTP request";
     UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
@@ -277,6 +284,7 @@ kinds! {
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused", 422, "Idempotency key reused";
     RATE_LIMITED = "rate-limited", 429, "Rate limit exceeded";
     TOO_MANY_STREAMS = "too-many-streams", 429, "Too many debugger streams";
+    TOO_MANY_ERASURES = "too-many-erasures", 429, "Too many erasures";
     SERVICE_UNAVAILABLE = "service-unavailable", 503, "Database unavailable";
     OVERLOADED = "overloaded", 503, "Server overloaded";
     DEBUGGER_FULL = "debugger-full", 503, "Debugger streams full";
@@ -296,6 +304,7 @@ impl ApiError {
     pub fn field_errors(&self) -> Option<&[FieldProblem]> {
         match self {
             Self::Validation(errors)
+            | Self::InvalidErasure(errors)
             | Self::InvalidQuery(errors)
             | Self::SchemaViolation { errors, .. } => Some(errors),
             _ => None,
@@ -311,6 +320,8 @@ impl ApiError {
             Self::UnreadableBody(_) => ProblemKind::UNREADABLE_BODY,
             Self::Validation(_) => ProblemKind::VALIDATION_FAILED,
             Self::InvalidQuery(_) => ProblemKind::INVALID_QUERY,
+            Self::InvalidErasure(_) => ProblemKind::INVALID_ERASURE,
+            Self::TooManyErasures(_) => ProblemKind::TOO_MANY_ERASURES,
             Self::InvalidBatch(_) => ProblemKind::INVALID_BATCH,
             Self::InvalidSchema(_) => ProblemKind::INVALID_SCHEMA,
             Self::SchemaViolation { .. } => ProblemKind::SCHEMA_VIOLATION,
@@ -395,6 +406,7 @@ impl ResponseError for ApiError {
         let problem = Problem {
             errors: match self {
                 Self::Validation(errors)
+                | Self::InvalidErasure(errors)
                 | Self::InvalidQuery(errors)
                 | Self::SchemaViolation { errors, .. } => Some(errors),
                 _ => None,
@@ -425,6 +437,9 @@ impl ResponseError for ApiError {
             | Self::MigrationsPending(_)
             | Self::DebuggerFull(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Self::TooManyErasures(_) => {
+                response.insert_header((header::RETRY_AFTER, "10"));
             }
             Self::RateLimited { retry_after: Some(retry_after), .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));

@@ -29,6 +29,8 @@ pub struct Settings {
     pub debugger: DebuggerSettings,
     /// `intake relay`.
     pub relay: RelayConfig,
+    /// How long events and keys are kept.
+    pub retention: RetentionSettings,
     /// Authentication.
     pub auth: AuthSettings,
     /// Logging.
@@ -92,6 +94,58 @@ impl GroupCommitConfig {
             max_group: self.max_group,
             queue_bound: self.queue_bound,
         })
+    }
+}
+
+/// `[retention]` (contract §14).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Events received longer ago than this are removed; `0` keeps them forever.
+    #[serde(deserialize_with = "duration")]
+    pub events: Duration,
+    /// A key is remembered at least this long after its event was received.
+    #[serde(deserialize_with = "duration")]
+    pub keys: Duration,
+    /// Maintenance runs at least this often (and whenever something falls due).
+    #[serde(deserialize_with = "duration")]
+    pub maintenance_interval: Duration,
+}
+
+impl RetentionSettings {
+    /// What storage keeps, and for how long.
+    pub fn retention(&self) -> anyhow::Result<intake_domain::Retention> {
+        if self.keys.is_zero() {
+            bail!("retention.keys must be longer than 0 (the keys window is how retries are recognised)");
+        }
+        if self.maintenance_interval.is_zero() {
+            bail!("retention.maintenance_interval must be longer than 0");
+        }
+        Ok(intake_domain::Retention {
+            events: (!self.events.is_zero()).then_some(self.events),
+            keys: self.keys,
+        })
+    }
+}
+
+/// A duration with a unit (`30d`, `12h`, `20s`, `500ms`, `1h 30m`), or `0`.
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(0) => Ok(Duration::ZERO),
+        Raw::Number(n) => Err(serde::de::Error::custom(format!(
+            "{n} has no unit: write a duration such as {n}s, {n}m, {n}h or {n}d"
+        ))),
+        Raw::Text(text) if text.trim() == "0" => Ok(Duration::ZERO),
+        Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. 30d, 12h, 20s or 0"
+            ))
+        }),
     }
 }
 

@@ -55,6 +55,8 @@ impl Application {
             backend.schema_changes.take(),
             Duration::from_secs(settings.schemas.recheck_secs.max(1)),
         );
+        // Retention, the keys window and erasures by content, in the background.
+        data.state.lifetime.run(&background);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;

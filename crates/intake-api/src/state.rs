@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intake_domain::{EventStore, HealthCheck};
-use intake_service::{Ingest, SchemaCache};
+use intake_service::{Ingest, Lifetime, SchemaCache};
 
 use crate::body::BodyLimits;
 use crate::settings::Settings;
@@ -22,6 +22,8 @@ pub struct AppState {
     pub health: Arc<dyn HealthCheck>,
     /// The compiled schemas events are checked against, and where schemas are kept.
     pub schemas: Arc<SchemaCache>,
+    /// Retention, the keys window and erasure.
+    pub lifetime: Arc<Lifetime>,
     /// How a single event's body is read.
     pub event_body: BodyLimits,
     /// How a batch's body is read.
@@ -40,6 +42,7 @@ impl AppState {
         events: Arc<dyn EventStore>,
         health: Arc<dyn HealthCheck>,
         schemas: Arc<SchemaCache>,
+        lifetime: Arc<Lifetime>,
     ) -> Self {
         let timeout = Duration::from_millis(settings.server.client_body_timeout_ms);
         Self {
@@ -47,6 +50,7 @@ impl AppState {
             events,
             health,
             schemas,
+            lifetime,
             event_body: BodyLimits { max_bytes: settings.limits.max_body_bytes, timeout },
             batch_body: BodyLimits { max_bytes: settings.limits.max_batch_body_bytes, timeout },
             // The limit applies to the compact document; the body may be indented.

@@ -183,8 +183,9 @@ fn app_data() -> AppData {
     let backend = Backend::unpooled(
         events.clone(),
         Arc::new(MemoryTokenStore::default()),
-        events,
+        events.clone(),
         Arc::new(MemorySchemaStore::default()),
+        events,
     );
     AppData::new(&settings, &backend).expect("app data")
 }

@@ -23,8 +23,9 @@ fn state(events: Arc<MemoryEventStore>) -> AppData {
     let backend = Backend::unpooled(
         events.clone(),
         Arc::new(MemoryTokenStore::default()),
-        events,
+        events.clone(),
         Arc::new(MemorySchemaStore::default()),
+        events,
     );
     AppData::new(&settings, &backend).expect("app data")
 }
@@ -186,6 +187,7 @@ async fn every_endpoint_enforces_the_access_the_route_table_declares() {
         tokens,
         events.clone(),
         Arc::new(MemorySchemaStore::default()),
+        events.clone(),
     );
     let service = init_service(app(AppData::new(&settings, &backend).expect("data"))).await;
 
@@ -269,6 +271,7 @@ async fn a_flood_of_one_bad_token_costs_one_lookup() {
         tokens.clone(),
         events.clone(),
         Arc::new(MemorySchemaStore::default()),
+        events.clone(),
     );
     let service = init_service(app(AppData::new(&settings, &backend).expect("data"))).await;
     for _ in 0..50 {

@@ -10,6 +10,7 @@ pub mod debugger;
 pub mod event;
 pub mod feed;
 pub mod fingerprint;
+pub mod lifetime;
 pub mod new_event;
 pub mod ports;
 pub mod rate;
@@ -28,11 +29,15 @@ pub use event::{
 };
 pub use feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 pub use fingerprint::Fingerprint;
+pub use lifetime::{
+    EraseOutcome, ErasureId, ErasureRecord, ErasureRequest, ErasureStatus, InvalidErasureId,
+    LifetimeStats, MaintenanceReport, Retention,
+};
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, ParkedEvent,
-    Readiness, RelayClaims, RelayPage, RelayStore, SchemaChange, SchemaChangeFeed, SchemaStore,
-    StoreError, TokenStore,
+    BatchOutcome, ErasedNotice, EventStore, HealthCheck, IngestError, Ingested, KeyHolder,
+    LifetimeStore, ParkedEvent, Readiness, RelayClaims, RelayPage, RelayStore, SchemaChange,
+    SchemaChangeFeed, SchemaStore, StoreError, TokenStore,
 };
 pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{

@@ -1,6 +1,7 @@
 //! In-memory repositories for fast tests of the HTTP handlers. They follow the traits'
 //! contracts but keep nothing; the PostgreSQL adapters are what the service runs on.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -10,10 +11,14 @@ use chrono::Utc;
 use crate::event::{EventId, EventType, IdempotencyKey, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
+use crate::lifetime::{
+    EraseOutcome, ErasureId, ErasureRecord, ErasureRequest, ErasureStatus, LifetimeStats,
+    MaintenanceReport, Retention,
+};
 use crate::new_event::NewEvent;
 use crate::ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, Readiness,
-    SchemaStore, StoreError, TokenStore,
+    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, LifetimeStore,
+    Readiness, SchemaStore, StoreError, TokenStore,
 };
 use crate::rate::RateLimit;
 use crate::schema::{SchemaPut, SchemaRecord};
@@ -26,6 +31,9 @@ type Row = (TenantId, StoredEvent, Fingerprint);
 #[derive(Debug, Default)]
 pub struct MemoryEventStore {
     events: Mutex<Vec<Row>>,
+    /// Erased events: their rows stay (their keys are remembered), reads skip them.
+    erased: Mutex<HashSet<EventId>>,
+    erasures: Mutex<Vec<(TenantId, ErasureRecord)>>,
     unavailable: AtomicBool,
 }
 
@@ -50,6 +58,10 @@ impl MemoryEventStore {
             return Err(StoreError::Unavailable(anyhow::anyhow!("memory store set down")));
         }
         self.events.lock().map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
+    }
+
+    fn erased(&self) -> Result<std::sync::MutexGuard<'_, HashSet<EventId>>, StoreError> {
+        self.erased.lock().map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))
     }
 }
 
@@ -130,10 +142,12 @@ impl EventStore for MemoryEventStore {
     }
 
     async fn get(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let erased = self.erased()?;
         Ok(self
             .lock()?
             .iter()
             .find(|(t, stored, _)| t == tenant && stored.event_id == id)
+            .filter(|(_, stored, _)| !erased.contains(&stored.event_id))
             .map(|(_, stored, _)| stored.clone()))
     }
 
@@ -142,6 +156,7 @@ impl EventStore for MemoryEventStore {
         tenant: &TenantId,
         query: &FeedQuery,
     ) -> Result<FeedPage, StoreError> {
+        let erased = self.erased()?;
         let events = self.lock()?;
         let page: Vec<(FeedPosition, StoredEvent)> = events
             .iter()
@@ -151,6 +166,7 @@ impl EventStore for MemoryEventStore {
             })
             .filter(|(position, t, stored)| {
                 *t == tenant
+                    && !erased.contains(&stored.event_id)
                     && *position > query.after
                     && query.event_type.as_ref().is_none_or(|et| et.as_str() == stored.event_type)
             })
@@ -165,6 +181,91 @@ impl EventStore for MemoryEventStore {
             .collect();
         let next = page.last().map_or(query.after, |(position, _)| *position);
         Ok(FeedPage { events: page.into_iter().map(|(_, e)| e).collect(), next })
+    }
+}
+
+#[async_trait]
+impl LifetimeStore for MemoryEventStore {
+    async fn maintain(
+        &self,
+        _retention: &Retention,
+    ) -> Result<Option<MaintenanceReport>, StoreError> {
+        self.lock().map(|_| Some(MaintenanceReport::default()))
+    }
+
+    async fn erase_event(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<EraseOutcome, StoreError> {
+        let events = self.lock()?;
+        let mut erased = self.erased()?;
+        if !events.iter().any(|(t, stored, _)| t == tenant && stored.event_id == id) {
+            return Ok(EraseOutcome::NotFound);
+        }
+        Ok(if erased.insert(id) { EraseOutcome::Erased } else { EraseOutcome::AlreadyErased })
+    }
+
+    /// Erases at once: there is no background here.
+    async fn create_erasure(
+        &self,
+        tenant: &TenantId,
+        id: ErasureId,
+        request: &ErasureRequest,
+    ) -> Result<ErasureRecord, StoreError> {
+        let events = self.lock()?;
+        let mut erased = self.erased()?;
+        let mut count = 0;
+        for (t, stored, _) in events.iter() {
+            let of_type = request.event_type().is_none_or(|et| et.as_str() == stored.event_type);
+            if t == tenant && of_type && request.matches_data(&stored.data) {
+                count += u64::from(erased.insert(stored.event_id));
+            }
+        }
+        let now = Utc::now();
+        let record = ErasureRecord {
+            erasure_id: id,
+            request: request.clone(),
+            status: ErasureStatus::Done,
+            erased: count,
+            created_at: now,
+            finished_at: Some(now),
+        };
+        self.erasures
+            .lock()
+            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))?
+            .push((tenant.clone(), record.clone()));
+        Ok(record)
+    }
+
+    async fn erasure(
+        &self,
+        tenant: &TenantId,
+        id: ErasureId,
+    ) -> Result<Option<ErasureRecord>, StoreError> {
+        Ok(self
+            .erasures
+            .lock()
+            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))?
+            .iter()
+            .find(|(t, record)| t == tenant && record.erasure_id == id)
+            .map(|(_, record)| record.clone()))
+    }
+
+    async fn unfinished_erasures(&self, _tenant: &TenantId) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn erasure_step(&self, _max_events: u32) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn lifetime_stats(&self) -> Result<LifetimeStats, StoreError> {
+        let events = self.lock()?;
+        Ok(LifetimeStats {
+            oldest_event: events.iter().map(|(_, stored, _)| stored.received_at).min(),
+            ..LifetimeStats::default()
+        })
     }
 }
 

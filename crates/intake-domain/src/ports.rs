@@ -6,6 +6,10 @@ use chrono::{DateTime, Utc};
 use crate::event::{EventId, TenantId};
 use crate::feed::{FeedPage, FeedPosition, FeedQuery, StoredEvent};
 use crate::fingerprint::Fingerprint;
+use crate::lifetime::{
+    EraseOutcome, ErasureId, ErasureRecord, ErasureRequest, LifetimeStats, MaintenanceReport,
+    Retention,
+};
 use crate::new_event::NewEvent;
 use crate::rate::RateLimit;
 use crate::schema::{SchemaPut, SchemaRecord};
@@ -220,6 +224,50 @@ pub trait SchemaStore: std::fmt::Debug + Send + Sync + 'static {
     async fn active_versions(&self) -> Result<Vec<(TenantId, EventType, u32)>, StoreError>;
 }
 
+/// How storage keeps its size bounded (contract §14): retention of events, the keys window,
+/// and erasure.
+#[async_trait]
+pub trait LifetimeStore: std::fmt::Debug + Send + Sync + 'static {
+    /// One maintenance run: prepares the event ranges ahead, drops the expired ones, rotates
+    /// and drops key generations. `None` when another server is running one now (one at a
+    /// time does it).
+    async fn maintain(
+        &self,
+        retention: &Retention,
+    ) -> Result<Option<MaintenanceReport>, StoreError>;
+
+    /// Erases one event of the tenant: gone from reads and the feed; its key stays within the
+    /// window.
+    async fn erase_event(&self, tenant: &TenantId, id: EventId)
+        -> Result<EraseOutcome, StoreError>;
+
+    /// Records an erasure by content, to be run in the background.
+    async fn create_erasure(
+        &self,
+        tenant: &TenantId,
+        id: ErasureId,
+        request: &ErasureRequest,
+    ) -> Result<ErasureRecord, StoreError>;
+
+    /// One erasure of the tenant; `None` when it does not exist or is another tenant's.
+    async fn erasure(
+        &self,
+        tenant: &TenantId,
+        id: ErasureId,
+    ) -> Result<Option<ErasureRecord>, StoreError>;
+
+    /// The erasures of the tenant not finished yet.
+    async fn unfinished_erasures(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+
+    /// One bounded step of the oldest unfinished erasure no other server is stepping: erases
+    /// the matching events among the next `max_events` of its tenant's feed. `false` when there
+    /// was nothing to do.
+    async fn erasure_step(&self, max_events: u32) -> Result<bool, StoreError>;
+
+    /// Storage's lifetime state, for metrics.
+    async fn lifetime_stats(&self) -> Result<LifetimeStats, StoreError>;
+}
+
 /// Whether storage is ready to serve: it answers, and its schema is current.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
@@ -261,21 +309,41 @@ pub trait SchemaChangeFeed: Send {
 /// publishing one (stream, tenant) at once.
 #[async_trait]
 pub trait RelayStore: std::fmt::Debug + Send + Sync + 'static {
-    /// Every tenant that has events.
+    /// Every tenant that has events, or notices of erased ones to publish.
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
 
     /// How far the tenant's feed was published into `stream` ([`FeedPosition::START`] when
     /// never).
     async fn position(&self, stream: &str, tenant: &TenantId) -> Result<FeedPosition, StoreError>;
 
-    /// Records that `stream` acknowledged everything of the tenant's feed up to `position`. A
-    /// position never moves back: saving one behind the stored one changes nothing (a relay
-    /// that lost its claim may still finish a page).
+    /// Records that `stream` acknowledged everything of the tenant's feed up to `position`,
+    /// `published` among it since the last save. A position never moves back: saving one
+    /// behind the stored one changes nothing (a relay that lost its claim may still finish a
+    /// page). Any of `published` erased meanwhile gets its notice queued
+    /// ([`RelayStore::erased_notices`]).
     async fn save_position(
         &self,
         stream: &str,
         tenant: &TenantId,
         position: FeedPosition,
+        published: &[EventId],
+    ) -> Result<(), StoreError>;
+
+    /// Events of the tenant that were published into `stream` and erased since: the relay
+    /// publishes a notice of each, then [`RelayStore::notices_sent`]. At most `limit`.
+    async fn erased_notices(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        limit: u16,
+    ) -> Result<Vec<ErasedNotice>, StoreError>;
+
+    /// Forgets notices JetStream acknowledged.
+    async fn notices_sent(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        ids: &[EventId],
     ) -> Result<(), StoreError>;
 
     /// How many of the tenant's events come after `position`, counted up to `cap`.
@@ -324,6 +392,15 @@ pub struct RelayPage {
     pub events: Vec<(FeedPosition, StoredEvent)>,
     /// Whether the page stopped at one of its limits (events or bytes): more may follow at once.
     pub full: bool,
+}
+
+/// An erased event the relay had published: it publishes a notice of it, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedNotice {
+    /// The event.
+    pub event_id: EventId,
+    /// When it was erased.
+    pub erased_at: DateTime<Utc>,
 }
 
 /// An event the relay can never publish into a stream ([`RelayStore::park`]).

@@ -20,6 +20,8 @@ pub enum Scope {
     EventsWrite,
     /// Read events and the feed.
     EventsRead,
+    /// Erase events (contract §14).
+    EventsErase,
     /// Register and delete event schemas.
     SchemasWrite,
     /// Read event schemas.
@@ -28,8 +30,13 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, for tokens created without an explicit list.
-    pub const ALL: [Scope; 4] =
-        [Scope::EventsWrite, Scope::EventsRead, Scope::SchemasWrite, Scope::SchemasRead];
+    pub const ALL: [Scope; 5] = [
+        Scope::EventsWrite,
+        Scope::EventsRead,
+        Scope::EventsErase,
+        Scope::SchemasWrite,
+        Scope::SchemasRead,
+    ];
 
     /// Every scope's name, for messages.
     pub fn names() -> String {
@@ -41,6 +48,7 @@ impl Scope {
         match self {
             Self::EventsWrite => "events:write",
             Self::EventsRead => "events:read",
+            Self::EventsErase => "events:erase",
             Self::SchemasWrite => "schemas:write",
             Self::SchemasRead => "schemas:read",
         }

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     DuplicateField,
     /// A field that intake sets itself and a client may not send.
     ReservedField,
+    /// An erasure's `pointer` that is not a JSON Pointer into data.
+    InvalidPointer,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             Self::InvalidEncoding => "invalid_encoding",
             Self::DuplicateField => "duplicate_field",
             Self::ReservedField => "reserved_field",
+            Self::InvalidPointer => "invalid_pointer",
         }
     }
 }

@@ -13,6 +13,8 @@ pub(crate) struct RelayMetrics {
     pub(crate) lag: IntGaugeVec,
     /// Events that can never be published, parked in the dead letters.
     pub(crate) parked: IntCounter,
+    /// Notices of erased events published.
+    pub(crate) erased_notices: IntCounter,
 }
 
 impl RelayMetrics {
@@ -38,10 +40,16 @@ impl RelayMetrics {
             "Events that can never be published (larger than NATS or the stream takes), parked \
              in relay_dead_letters and skipped.",
         )?;
+        let erased_notices = IntCounter::new(
+            "intake_relay_erased_notices_total",
+            "Notices of erased events the relay had published, published on \
+             <prefix>.<tenant>.$erased.",
+        )?;
+        registry.register(Box::new(erased_notices.clone()))?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(parked.clone()))?;
-        Ok(Self { published, errors, lag, parked })
+        Ok(Self { published, errors, lag, parked, erased_notices })
     }
 }

@@ -212,6 +212,7 @@ impl Relay {
     /// duplicate window drops the events after it that were acknowledged already. Whether more
     /// is waiting.
     async fn publish_page(&mut self, tenant: &TenantId) -> anyhow::Result<bool> {
+        let notices_waiting = self.publish_erased_notices(tenant).await?;
         let after = self.owned.get(tenant).map_or(FeedPosition::START, |owned| owned.position);
         let limit = self.settings.page_size.max(1);
         // Bounded in bytes as well as in events: what a page reads and holds in flight.
@@ -270,11 +271,13 @@ impl Relay {
         // Settled in feed order: the position never passes an event that is not.
         let mut settled = after;
         let (mut published, mut parked) = (0u64, 0i64);
+        let mut acknowledged = Vec::with_capacity(count);
         for (position, event_id, slot) in slots {
             let reason = match slot {
                 Slot::InFlight(ack) => match ack.await {
                     Ok(_) => {
                         published += 1;
+                        acknowledged.push(event_id);
                         settled = position;
                         continue;
                     }
@@ -298,7 +301,7 @@ impl Relay {
             settled = position;
         }
         if settled != after {
-            self.store.save_position(&self.settings.stream, tenant, settled).await?;
+            self.store.save_position(&self.settings.stream, tenant, settled, &acknowledged).await?;
             if let Some(owned) = self.owned.get_mut(tenant) {
                 owned.position = settled;
             }
@@ -308,7 +311,55 @@ impl Relay {
         }
         match failure {
             Some(error) => Err(error),
-            None => Ok(page.full || !all),
+            None => Ok(page.full || !all || notices_waiting),
+        }
+    }
+
+    /// Publishes a notice of each erased event this stream had published (contract §14), on
+    /// `<prefix>.<tenant>.$erased` with `Nats-Msg-Id: erased:<event id>`, then forgets those
+    /// JetStream acknowledged: a notice is published once (a re-publish after a crash falls in
+    /// the duplicate window). Whether more notices are waiting.
+    async fn publish_erased_notices(&mut self, tenant: &TenantId) -> anyhow::Result<bool> {
+        let limit = self.settings.page_size.max(1);
+        let notices = self.store.erased_notices(&self.settings.stream, tenant, limit).await?;
+        if notices.is_empty() {
+            return Ok(false);
+        }
+        let subject = format!("{}.{}.$erased", self.settings.subject_prefix, tenant.as_str());
+        let mut acks = Vec::with_capacity(notices.len());
+        for notice in &notices {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("erased:{}", notice.event_id).as_str());
+            let body = serde_json::to_vec(&serde_json::json!({
+                "event_id": notice.event_id.to_string(),
+                "erased_at": intake_service::format_timestamp(notice.erased_at),
+            }))?;
+            let ack = self
+                .jetstream
+                .publish_with_headers(subject.clone(), headers, body.into())
+                .await
+                .context("cannot publish a notice of an erased event")?;
+            acks.push((notice.event_id, ack));
+        }
+        let mut sent = Vec::with_capacity(acks.len());
+        let mut failure = None;
+        for (event_id, ack) in acks {
+            match ack.await {
+                Ok(_) => sent.push(event_id),
+                Err(error) => {
+                    failure =
+                        Some(anyhow::Error::new(error).context("a notice was not acknowledged"));
+                    break;
+                }
+            }
+        }
+        if !sent.is_empty() {
+            self.store.notices_sent(&self.settings.stream, tenant, &sent).await?;
+            self.metrics.erased_notices.inc_by(sent.len() as u64);
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(notices.len() == usize::from(limit)),
         }
     }
 

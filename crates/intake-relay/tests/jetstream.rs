@@ -11,8 +11,9 @@ use async_nats::jetstream;
 use async_trait::async_trait;
 use chrono::Utc;
 use intake_domain::{
-    EventData, EventId, EventStore, EventType, FeedPosition, FeedQuery, IdempotencyKey, Limits,
-    NewEvent, OccurredAt, ParkedEvent, RelayClaims, RelayPage, RelayStore, StoreError, TenantId,
+    ErasedNotice, EventData, EventId, EventStore, EventType, FeedPosition, FeedQuery,
+    IdempotencyKey, Limits, NewEvent, OccurredAt, ParkedEvent, RelayClaims, RelayPage, RelayStore,
+    StoreError, TenantId,
 };
 use intake_relay::testing::{nats_url, TestStream};
 use intake_relay::RelaySettings;
@@ -500,8 +501,27 @@ impl RelayStore for Measured {
         stream: &str,
         tenant: &TenantId,
         position: FeedPosition,
+        published: &[EventId],
     ) -> Result<(), StoreError> {
-        self.inner.save_position(stream, tenant, position).await
+        self.inner.save_position(stream, tenant, position, published).await
+    }
+
+    async fn erased_notices(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        limit: u16,
+    ) -> Result<Vec<ErasedNotice>, StoreError> {
+        self.inner.erased_notices(stream, tenant, limit).await
+    }
+
+    async fn notices_sent(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        ids: &[EventId],
+    ) -> Result<(), StoreError> {
+        self.inner.notices_sent(stream, tenant, ids).await
     }
 
     async fn lag(

@@ -16,6 +16,7 @@ use intake_domain::{
     IdempotencyKey, IngestError, Ingested, KeyHolder, NewEvent, StoreError, StoredEvent, TenantId,
 };
 use serde_json::Value;
+use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::errors::classify;
@@ -23,6 +24,15 @@ use crate::PgStore;
 
 fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
+}
+
+/// A row routed to the default partition while maintenance attached the range it belongs to:
+/// the statement saw the partitions as they were before the attach. Run again, it sees the new
+/// partition. (Ranges are attached before any of their events can exist, so only an id from a
+/// clock far ahead can meet this.)
+fn raced_an_attach(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("23514") && db.table() == Some("events_default"))
 }
 
 /// The event that holds a key, from its row.
@@ -52,16 +62,6 @@ impl HolderRow {
     fn holder(&self) -> Result<KeyHolder, StoreError> {
         holder_of(self.event_id, self.received_at, &self.fingerprint)
     }
-}
-
-/// What the single-event insert returns: the row holding the key, and whether this statement
-/// inserted it.
-#[derive(Debug)]
-struct IngestRow {
-    event_id: Uuid,
-    received_at: DateTime<Utc>,
-    fingerprint: Vec<u8>,
-    inserted: bool,
 }
 
 /// An event as [`EventStore::get`] and the feed read it, with its feed position.
@@ -147,6 +147,27 @@ impl EventRow {
     }
 }
 
+/// The advisory lock (two-key form: class, object) that ingest transactions hold shared and a
+/// key rotation takes exclusively.
+pub(crate) const KEY_GENERATION_LOCK: (i32, i32) = (0x696e_746b, 1);
+
+/// Holds the current key generation for the rest of the transaction: a rotation waits until
+/// the transaction has ended, and the statements after this one see every key written into
+/// earlier generations (they were all committed before the rotation that made the current one).
+/// Taken before the insert, in a statement of its own, so that the insert's snapshot is taken
+/// after it.
+pub(crate) async fn hold_key_generation(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock_shared($1, $2)",
+        KEY_GENERATION_LOCK.0,
+        KEY_GENERATION_LOCK.1
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
 /// A schema version as its column holds it (versions stay far below `i32::MAX`).
 fn version_column(version: u32) -> i32 {
     i32::try_from(version).unwrap_or(i32::MAX)
@@ -183,11 +204,15 @@ impl EventStore for PgStore {
         tenant: &TenantId,
         key: &IdempotencyKey,
     ) -> Result<Option<KeyHolder>, StoreError> {
-        // The event holding one key of one tenant.
+        // The event holding one key of one tenant, within the keys window (the key outlives
+        // its event: expired or erased, a replay still answers with its id). A key lives in
+        // one generation at a time; the oldest is the holder, should that ever not hold.
         let row = sqlx::query!(
             "SELECT event_id, received_at, fingerprint
-             FROM events
-             WHERE tenant_id = $1 AND idempotency_key = $2",
+             FROM event_keys
+             WHERE tenant_id = $1 AND idempotency_key = $2
+             ORDER BY generation
+             LIMIT 1",
             tenant.as_str(),
             key.as_str(),
         )
@@ -391,59 +416,12 @@ impl PgStore {
         event: &NewEvent,
         new_id: EventId,
     ) -> Result<Ingested, IngestError> {
-        for _ in 0..INGEST_ATTEMPTS {
-            // Inserts the event unless its tenant already has the key, and in either case
-            // returns the row that holds the key. `ON CONFLICT DO NOTHING` waits for a
-            // concurrent insert of the same key to commit and then skips, so exactly one row
-            // ever exists per key.
-            //
-            // Under READ COMMITTED, when the conflicting row was committed after this statement
-            // took its snapshot, the second half cannot see it and the statement returns no
-            // row; it is then run again with a fresh snapshot, which does.
-            let row = sqlx::query_as!(
-                IngestRow,
-                r#"WITH inserted AS (
-                       INSERT INTO events (event_id, tenant_id, idempotency_key, event_type,
-                                           occurred_at, data, fingerprint, schema_version,
-                                           cloudevent, occurred_at_reported, sent_at)
-                       VALUES ($1, $2, $3, $4, $5, $6::text::json, $7, $8, $9::text::json,
-                               $10, $11)
-                       ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
-                       RETURNING event_id, received_at, fingerprint
-                   )
-                   SELECT event_id AS "event_id!", received_at AS "received_at!",
-                          fingerprint AS "fingerprint!", true AS "inserted!"
-                   FROM inserted
-                   UNION ALL
-                   SELECT event_id, received_at, fingerprint, false AS inserted
-                   FROM events
-                   WHERE tenant_id = $2 AND idempotency_key = $3
-                     AND NOT EXISTS (SELECT 1 FROM inserted)"#,
-                new_id.as_uuid(),
-                tenant.as_str(),
-                event.idempotency_key().as_str(),
-                event.event_type().as_str(),
-                event.occurred_at().as_utc(),
-                event.data().stored_json(),
-                &event.fingerprint().as_bytes()[..],
-                event.schema_version().map(version_column),
-                event.context().map(intake_domain::event::stored_text),
-                event.correction().map(|c| c.reported.as_utc()),
-                event.correction().map(|c| c.sent_at),
-            )
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(classify)?;
-            let Some(row) = row else {
-                continue;
-            };
-            return holder_of(row.event_id, row.received_at, &row.fingerprint)?
-                .outcome_for(event, row.inserted)
-                .into_result();
-        }
-        Err(IngestError::Unknown(anyhow!(
-            "no row holds the key after {INGEST_ATTEMPTS} attempts to insert it"
-        )))
+        let item = IngestItem { tenant, event, id: new_id };
+        let mut outcomes = self.ingest_many_on(conn, &[item]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| IngestError::Unknown(anyhow!("no outcome for the event")))?
+            .into_result()
     }
 
     /// [`PgStore::ingest_many`] on a connection the caller holds.
@@ -500,11 +478,19 @@ impl PgStore {
             let sent: Vec<Option<DateTime<Utc>>> =
                 batch.iter().map(|i| i.event.correction().map(|c| c.sent_at)).collect();
             // Inserts many events, of one tenant or several, in one statement, skipping keys
-            // already held, and returns the rows it inserted. The (tenant, key) pairs are
+            // already held, and returns the keys it inserted. The (tenant, key) pairs are
             // distinct: repeats were folded above.
             //
-            // Rows are inserted in (tenant, key) order, so that any two of these statements take
-            // their row locks in one global order and cannot deadlock on each other. Each row's
+            // A key is held when a live generation of `event_keys` has it. The current
+            // generation's unique constraint decides between concurrent writers
+            // (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the key to commit, then
+            // skips); older generations are only read: every key written into one was committed
+            // before the rotation that ended it (see `hold_key_generation`), so this statement's
+            // snapshot sees them all. The event is inserted only with a key this statement
+            // inserted.
+            //
+            // Keys are inserted in (tenant, key) order, so that any two of these statements take
+            // their row locks in one global order and cannot deadlock on each other. Each event's
             // `seq` is drawn in the order the items were given (volatile functions are evaluated
             // after the `ORDER BY`), so the feed, which orders a transaction's rows by `seq`,
             // keeps request order.
@@ -512,10 +498,12 @@ impl PgStore {
             // The arrays are borrowed (`&str`, `&[u8]`) or hold NULLs, which the macros' type
             // check does not know for array parameters: `as` names each one's Rust type, and the
             // statement's own casts name the SQL type.
+            let mut tx = conn.begin().await.map_err(classify)?;
+            hold_key_generation(&mut tx).await?;
             let inserted = sqlx::query_as!(
                 HolderRow,
                 r#"WITH item AS (
-                       SELECT u.*, nextval('events_seq_seq'::regclass) AS seq
+                       SELECT u.*, nextval('events_seq'::regclass) AS seq
                        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[],
                                    $5::timestamptz[], $6::text[], $7::bytea[], $8::int4[],
                                    $9::text[], $10::timestamptz[], $11::timestamptz[])
@@ -523,18 +511,45 @@ impl PgStore {
                                                  occurred_at, data, fingerprint, schema_version,
                                                  cloudevent, occurred_at_reported, sent_at, ord)
                        ORDER BY ord
+                   ),
+                   current AS (
+                       SELECT max(generation) AS generation FROM event_key_generations
+                   ),
+                   keys AS (
+                       INSERT INTO event_keys (generation, tenant_id, idempotency_key, event_id,
+                                               received_at, fingerprint)
+                       SELECT current.generation, item.tenant_id, item.idempotency_key,
+                              item.event_id, now(), item.fingerprint
+                       FROM item, current
+                       WHERE NOT EXISTS (
+                           SELECT 1 FROM event_keys held
+                           WHERE held.tenant_id = item.tenant_id
+                             AND held.idempotency_key = item.idempotency_key
+                             AND held.generation < current.generation
+                       )
+                       ORDER BY item.tenant_id, item.idempotency_key
+                       ON CONFLICT (tenant_id, idempotency_key, generation) DO NOTHING
+                       RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
+                   ),
+                   stored AS (
+                       INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type,
+                                           occurred_at, received_at, data, fingerprint,
+                                           schema_version, cloudevent, occurred_at_reported,
+                                           sent_at)
+                       SELECT item.seq, item.event_id, item.tenant_id, item.idempotency_key,
+                              item.event_type, item.occurred_at, keys.received_at,
+                              item.data::json, item.fingerprint, item.schema_version,
+                              item.cloudevent::json, item.occurred_at_reported, item.sent_at
+                       FROM item
+                       JOIN keys ON keys.tenant_id = item.tenant_id
+                                AND keys.idempotency_key = item.idempotency_key
+                       ORDER BY item.ord
+                       RETURNING 1
                    )
-                   INSERT INTO events (seq, event_id, tenant_id, idempotency_key, event_type,
-                                       occurred_at, data, fingerprint, schema_version, cloudevent,
-                                       occurred_at_reported, sent_at)
-                   OVERRIDING SYSTEM VALUE
-                   SELECT seq, event_id, tenant_id, idempotency_key, event_type, occurred_at,
-                          data::json, fingerprint, schema_version, cloudevent::json,
-                          occurred_at_reported, sent_at
-                   FROM item
-                   ORDER BY tenant_id, idempotency_key
-                   ON CONFLICT ON CONSTRAINT events_tenant_idempotency_key_unique DO NOTHING
-                   RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint"#,
+                   SELECT tenant_id AS "tenant_id!", idempotency_key AS "idempotency_key!",
+                          event_id AS "event_id!", received_at AS "received_at!",
+                          fingerprint AS "fingerprint!"
+                   FROM keys"#,
                 &tenants[..] as &[&str],
                 &ids[..],
                 &keys[..] as &[&str],
@@ -547,12 +562,25 @@ impl PgStore {
                 &reported[..] as &[Option<DateTime<Utc>>],
                 &sent[..] as &[Option<DateTime<Utc>>],
             )
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *tx)
             .await;
+            let inserted = match inserted {
+                Ok(rows) => tx.commit().await.map(|()| rows),
+                Err(e) => {
+                    drop(tx);
+                    Err(e)
+                }
+            };
             // Statements of this kind lock rows in one order, but a single-event insert or
             // another writer of the database may not: when PostgreSQL aborts this statement as
             // a deadlock, it did nothing, and it is run again.
             let inserted = match inserted {
+                Err(e) if raced_an_attach(&e) => {
+                    tracing::debug!(
+                        "an ingest statement raced a partition attach; running it again"
+                    );
+                    continue;
+                }
                 Err(e) if is_deadlock(&e) => {
                     self.deadlocks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(
@@ -578,11 +606,13 @@ impl PgStore {
                 // waited on them.
                 let rows = sqlx::query_as!(
                     HolderRow,
-                    "SELECT e.tenant_id, e.idempotency_key, e.event_id, e.received_at,
+                    "SELECT DISTINCT ON (e.tenant_id, e.idempotency_key)
+                            e.tenant_id, e.idempotency_key, e.event_id, e.received_at,
                             e.fingerprint
                      FROM unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key)
-                     JOIN events e ON e.tenant_id = k.tenant_id
-                                  AND e.idempotency_key = k.idempotency_key",
+                     JOIN event_keys e ON e.tenant_id = k.tenant_id
+                                      AND e.idempotency_key = k.idempotency_key
+                     ORDER BY e.tenant_id, e.idempotency_key, e.generation",
                     &tenants[..] as &[&str],
                     &keys[..] as &[&str],
                 )

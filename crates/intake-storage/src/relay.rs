@@ -4,11 +4,14 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use intake_domain::{
-    EventId, FeedPosition, FeedQuery, ParkedEvent, RelayPage, RelayStore, StoreError, TenantId,
+    ErasedNotice, EventId, FeedPosition, FeedQuery, ParkedEvent, RelayPage, RelayStore, StoreError,
+    TenantId,
 };
 use sqlx::Connection;
+use uuid::Uuid;
 
 use crate::errors::classify;
+use crate::lifetime::lock_relay_tenant;
 use crate::PgStore;
 
 impl PgStore {
@@ -23,7 +26,9 @@ impl PgStore {
                            ORDER BY e.tenant_id LIMIT 1)
                    FROM t WHERE t.tenant_id IS NOT NULL
                )
-               SELECT tenant_id AS "tenant_id!" FROM t WHERE tenant_id IS NOT NULL"#
+               SELECT tenant_id AS "tenant_id!" FROM t WHERE tenant_id IS NOT NULL
+               UNION
+               SELECT DISTINCT tenant_id FROM relay_erased_notices"#
         )
         .fetch_all(&mut *self.acquire().await?)
         .await
@@ -67,9 +72,14 @@ impl PgStore {
         stream: &str,
         tenant: &TenantId,
         position: FeedPosition,
+        published: &[EventId],
     ) -> Result<(), StoreError> {
-        // Moves a position forward, never back (a relay that lost its claim may still finish a
-        // page).
+        let mut conn = self.acquire().await?;
+        let mut tx = conn.begin().await.map_err(classify)?;
+        // Under the tenant's relay lock, which an erasure takes exclusively: either the erasure
+        // came first (and its tombstone is seen here, so the notice is queued here), or this
+        // comes first (and the erasure sees the position past its event, and queues it).
+        lock_relay_tenant(&mut tx, tenant, false).await?;
         sqlx::query!(
             "INSERT INTO relay_positions (stream, tenant_id, tx_id, seq)
              VALUES ($1, $2, $3::text::xid8, $4)
@@ -81,13 +91,78 @@ impl PgStore {
             position.tx.to_string(),
             position.seq,
         )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if !published.is_empty() {
+            let ids: Vec<Uuid> = published.iter().map(EventId::as_uuid).collect();
+            sqlx::query!(
+                "INSERT INTO relay_erased_notices (stream, tenant_id, event_id, erased_at)
+                 SELECT $1, tenant_id, event_id, erased_at
+                 FROM erased_events
+                 WHERE tenant_id = $2 AND event_id = ANY($3)
+                 ON CONFLICT ON CONSTRAINT relay_erased_notices_pkey DO NOTHING",
+                stream,
+                tenant.as_str(),
+                &ids,
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Notices of erased events that `stream` had published, oldest first.
+    pub async fn relay_erased_notices(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        limit: u16,
+    ) -> Result<Vec<ErasedNotice>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT event_id, erased_at FROM relay_erased_notices
+             WHERE stream = $1 AND tenant_id = $2
+             ORDER BY erased_at, event_id
+             LIMIT $3",
+            stream,
+            tenant.as_str(),
+            i64::from(limit),
+        )
+        .fetch_all(&mut *self.acquire().await?)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ErasedNotice {
+                event_id: EventId::from_uuid(row.event_id),
+                erased_at: row.erased_at,
+            })
+            .collect())
+    }
+
+    /// Forgets notices JetStream acknowledged.
+    pub async fn relay_notices_sent(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        ids: &[EventId],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(EventId::as_uuid).collect();
+        sqlx::query!(
+            "DELETE FROM relay_erased_notices
+             WHERE stream = $1 AND tenant_id = $2 AND event_id = ANY($3)",
+            stream,
+            tenant.as_str(),
+            &ids,
+        )
         .execute(&mut *self.acquire().await?)
         .await
         .map_err(classify)?;
         Ok(())
     }
 
-    /// The tenant's events after `position`, counted up to `cap`.
     pub async fn relay_lag(
         &self,
         tenant: &TenantId,
@@ -232,8 +307,27 @@ impl RelayStore for PgStore {
         stream: &str,
         tenant: &TenantId,
         position: FeedPosition,
+        published: &[EventId],
     ) -> Result<(), StoreError> {
-        self.save_relay_position(stream, tenant, position).await
+        self.save_relay_position(stream, tenant, position, published).await
+    }
+
+    async fn erased_notices(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        limit: u16,
+    ) -> Result<Vec<ErasedNotice>, StoreError> {
+        self.relay_erased_notices(stream, tenant, limit).await
+    }
+
+    async fn notices_sent(
+        &self,
+        stream: &str,
+        tenant: &TenantId,
+        ids: &[EventId],
+    ) -> Result<(), StoreError> {
+        self.relay_notices_sent(stream, tenant, ids).await
     }
 
     async fn lag(

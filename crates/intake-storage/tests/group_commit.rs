@@ -61,9 +61,10 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, condition
 async fn hold_key(pool: &PgPool, key: &str) -> Transaction<'static, Postgres> {
     let mut tx = pool.begin().await.expect("begin");
     sqlx::query(
-        "INSERT INTO events (event_id, tenant_id, idempotency_key, event_type, occurred_at, data,
-                             fingerprint)
-         VALUES (gen_random_uuid(), 'acme', $1, 't', now(), '{}', decode(repeat('00', 32), 'hex'))",
+        "INSERT INTO event_keys (generation, tenant_id, idempotency_key, event_id, received_at,
+                                 fingerprint)
+         VALUES ((SELECT max(generation) FROM event_key_generations), 'acme', $1,
+                 gen_random_uuid(), now(), decode(repeat('00', 32), 'hex'))",
     )
     .bind(key)
     .execute(&mut *tx)

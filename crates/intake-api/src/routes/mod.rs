@@ -6,6 +6,7 @@
 
 pub(crate) mod debugger;
 pub(crate) mod documents;
+pub(crate) mod erasures;
 pub(crate) mod events;
 pub(crate) mod feed;
 pub(crate) mod ops;
@@ -18,7 +19,7 @@ use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
-use crate::auth::{EventsRead, EventsWrite, RequiredScope, SchemasRead, SchemasWrite};
+use crate::auth::{EventsErase, EventsRead, EventsWrite, RequiredScope, SchemasRead, SchemasWrite};
 use crate::problem::{ApiError, ProblemKind};
 
 pub use ops::OpenApiJson;
@@ -132,6 +133,7 @@ const BODY: &[ProblemKind] = &[
 /// `/v1/events/{event_id}`.
 pub fn table() -> Vec<Endpoint> {
     use debugger::*;
+    use erasures::*;
     use events::*;
     use feed::*;
     use ops::*;
@@ -167,6 +169,21 @@ pub fn table() -> Vec<Endpoint> {
         endpoint::<__path_get_event, _, _>(
             get_event,
             Access::scope::<EventsRead>(),
+            &[&[K::NOT_FOUND], unavailable],
+        ),
+        endpoint::<__path_erase_event, _, _>(
+            erase_event,
+            Access::scope::<EventsErase>(),
+            &[&[K::NOT_FOUND], unavailable],
+        ),
+        endpoint::<__path_create_erasure, _, _>(
+            create_erasure,
+            Access::scope::<EventsErase>(),
+            &[BODY, &[K::INVALID_ERASURE, K::TOO_MANY_ERASURES], unavailable],
+        ),
+        endpoint::<__path_get_erasure, _, _>(
+            get_erasure,
+            Access::scope::<EventsErase>(),
             &[&[K::NOT_FOUND], unavailable],
         ),
         endpoint::<__path_list_schemas, _, _>(

@@ -93,7 +93,18 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
 /// `GET /metrics`: the Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain")))]
-pub(crate) async fn metrics(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn metrics(
+    metrics: web::Data<Metrics>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // Storage's lifetime state is read now, briefly: a scrape answers (without it) while the
+    // database is down.
+    let lifetime = &state.lifetime;
+    let stats = tokio::time::timeout(std::time::Duration::from_secs(1), lifetime.stats())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    metrics.set_lifetime(stats.as_ref(), &lifetime.last_run());
     let body = metrics
         .render()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("rendering metrics: {e}")))?;

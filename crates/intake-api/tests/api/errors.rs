@@ -182,7 +182,8 @@ async fn a_wrong_method_is_405_with_allow(pool: PgPool) {
         (Method::PUT, "/v1/events", "GET, POST"),
         (Method::DELETE, "/v1/events", "GET, POST"),
         (Method::PATCH, "/v1/events", "GET, POST"),
-        (Method::POST, "/v1/events/evt_x", "GET"),
+        (Method::POST, "/v1/events/evt_x", "DELETE, GET"),
+        (Method::PUT, "/v1/erasures", "POST"),
         (Method::GET, "/v1/events/batch", "POST"),
         (Method::POST, "/healthz", "GET"),
     ] {

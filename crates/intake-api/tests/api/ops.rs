@@ -150,9 +150,9 @@ async fn stopping_the_server_ends_every_background_loop(pool: PgPool) {
         .await
         .expect("stream opens");
     assert_eq!(stream.status(), 200);
-    // The schema follower, the debugger's announcer, sender and receiver, and the signal
-    // listener.
-    assert_eq!(background.running(), 5, "loops running before the stop");
+    // The schema follower, the debugger's announcer, sender and receiver, maintenance, the
+    // erasure worker and the signal listener.
+    assert_eq!(background.running(), 7, "loops running before the stop");
 
     stopper.stop().await;
     tokio::time::timeout(Duration::from_secs(10), running)
