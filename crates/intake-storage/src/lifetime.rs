@@ -300,30 +300,7 @@ impl PgStore {
         .await
         .map_err(classify)?;
         if now - started >= span {
-            let mut tx = conn.begin().await.map_err(classify)?;
-            sqlx::query("SET LOCAL lock_timeout = '2s'")
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            sqlx::query!(
-                "SELECT pg_advisory_xact_lock($1, $2)",
-                KEY_GENERATION_LOCK.0,
-                KEY_GENERATION_LOCK.1
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-            // Started when every key of the older generations has been written: their
-            // writers held the lock this one waited for.
-            sqlx::query!(
-                "INSERT INTO event_key_generations (generation, started_at)
-                 VALUES ($1, clock_timestamp())",
-                next
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-            tx.commit().await.map_err(classify)?;
+            Self::rotate_on(conn, next).await?;
             report.key_generations_started += 1;
             due.push(now + span);
         } else {
@@ -358,6 +335,56 @@ impl PgStore {
             report.keys_dropped += held.unsigned_abs();
         }
         Ok(due)
+    }
+
+    /// Makes `next` the current key generation (its table exists): under the exclusive
+    /// advisory lock, which waits for every ingest transaction in flight, so that every key of
+    /// the older generations is committed before any writer takes the new one for current.
+    async fn rotate_on(conn: &mut PgConnection, next: i32) -> Result<(), StoreError> {
+        let mut tx = conn.begin().await.map_err(classify)?;
+        sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *tx).await.map_err(classify)?;
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            KEY_GENERATION_LOCK.0,
+            KEY_GENERATION_LOCK.1
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        // Started when every key of the older generations has been written: their writers held
+        // the lock this one waited for.
+        sqlx::query!(
+            "INSERT INTO event_key_generations (generation, started_at)
+             VALUES ($1, clock_timestamp())",
+            next
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    /// Starts a new key generation now, whatever is due (maintenance does it when the current
+    /// one has been current for half the keys window). For tests of the rotation and for
+    /// operators; returns the new generation.
+    pub async fn rotate_key_generation(&self) -> Result<i32, StoreError> {
+        let mut conn = self.acquire().await?;
+        let current: i32 = sqlx::query_scalar!(
+            r#"SELECT max(generation) AS "generation!" FROM event_key_generations"#
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+        let next = current + 1;
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS event_keys_g{next} PARTITION OF event_keys
+             FOR VALUES IN ({next})"
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+        Self::rotate_on(&mut conn, next).await?;
+        Ok(next)
     }
 
     /// One maintenance run on `conn`, which holds the maintenance lock.
