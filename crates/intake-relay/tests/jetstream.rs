@@ -608,3 +608,37 @@ async fn a_page_holds_at_most_max_page_bytes_and_at_least_one_event(pool: PgPool
     assert!(pages.iter().any(|(events, bytes)| *events == 1 && *bytes > 10_000), "{pages:?}");
     stream.delete().await;
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn an_erased_event_is_never_published_and_a_published_one_gets_one_notice(pool: PgPool) {
+    use intake_domain::LifetimeStore;
+
+    let store = PgStore::new(pool);
+    let acme = tenant("acme");
+    let stream = Stream::new();
+    let stored = store_events(&store, &[&acme], 0, 3).await;
+    let ids = &stored[&acme];
+    // Erased before any relay ran: never published.
+    store.erase_event(&acme, ids[1]).await.expect("erased");
+    let registry = Registry::new();
+    let shutdown = CancellationToken::new();
+    let relay = start(&store, stream.settings(), &registry, &shutdown);
+    published_reaches(&registry, "acme", 2).await;
+
+    // Erased after it was published: one notice on <prefix>.<tenant>.$erased.
+    store.erase_event(&acme, ids[0]).await.expect("erased");
+    let messages = stream.messages(3, Duration::from_secs(30)).await;
+    stop(&shutdown, relay).await;
+    let published: Vec<&String> = messages.iter().map(|(_, id, _)| id).collect();
+    let notice_id = format!("erased:{}", ids[0]);
+    assert_eq!(published, [&ids[0].to_string(), &ids[2].to_string(), &notice_id]);
+    let (subject, _, body) = &messages[2];
+    assert_eq!(subject, &format!("{}.acme.$erased", stream.prefix));
+    assert_eq!(body["event_id"], ids[0].to_string());
+    assert!(body["erased_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+    // Sent once: nothing is left to send.
+    let left = store.erased_notices(&stream.name, &acme, 10).await.expect("notices");
+    assert!(left.is_empty(), "{left:?}");
+    stream.delete().await;
+}

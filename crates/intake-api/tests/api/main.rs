@@ -12,6 +12,7 @@ mod errors;
 mod helpers;
 mod ingest;
 mod interop;
+mod lifetime;
 mod load;
 mod openapi;
 mod ops;
