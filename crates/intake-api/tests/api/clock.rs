@@ -239,3 +239,39 @@ async fn a_correction_out_of_range_refuses_only_its_own_item_naming_occurred_at(
         expect_problem(app.post_events().body(single.to_string()), 400, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "occurred_at", "{problem}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_sent_at_header_given_twice_is_refused_naming_sent_at(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let sender_now = Utc::now() - Duration::minutes(5);
+    let binary = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "twice-1")
+        .header("ce-source", "/shop")
+        .header("ce-type", "order.placed")
+        .header("ce-time", rfc3339(sender_now))
+        .header("Intake-Sent-At", rfc3339(sender_now))
+        .header("Intake-Sent-At", rfc3339(Utc::now()))
+        .body("{}");
+    let (_, problem) = expect_problem(binary, 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "sent_at", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "duplicate_field", "{problem}");
+    // A batch of CloudEvents reads the header too.
+    let item = json!({"specversion": "1.0", "id": "twice-2", "source": "/shop",
+                      "type": "order.placed", "time": rfc3339(sender_now)});
+    let batched = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .header("Intake-Sent-At", rfc3339(sender_now))
+        .header("Intake-Sent-At", rfc3339(Utc::now()))
+        .body(json!([item]).to_string());
+    let (_, problem) = expect_problem(batched, 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "sent_at", "{problem}");
+    assert_eq!(app.event_count().await, 0);
+}
