@@ -61,6 +61,67 @@ fn context_of(attributes: &Map<String, Value>) -> Value {
     Value::Object(kept)
 }
 
+/// The first character of `text` that the CloudEvents type system forbids in a String: the
+/// control characters U+0000–U+001F and U+007F–U+009F, and the Unicode noncharacters
+/// (U+FDD0–U+FDEF and the last two code points of every plane). Surrogates cannot occur in a
+/// Rust string.
+fn forbidden_character(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        let code = u32::from(c);
+        c.is_control() || (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE
+    })
+}
+
+fn forbidden_character_error(mode: Mode, name: &str, text: &str) -> FieldError {
+    let shown = forbidden_character(text).map(|c| format!("U+{:04X}", u32::from(c)));
+    FieldError::new(
+        mode.field(name),
+        ErrorCode::InvalidCharacter,
+        format!(
+            "the CloudEvents attribute {name} holds {}, a control character or noncharacter, \
+             which a CloudEvents String may not hold",
+            shown.unwrap_or_default()
+        ),
+    )
+}
+
+/// Why an extension attribute's (scalar) value is not one the CloudEvents type system has: a
+/// String holding a forbidden character, or a number that is not an Integer (a whole number
+/// from -2,147,483,648 to 2,147,483,647; written without a fraction or exponent, so that it
+/// is read back as it was sent).
+fn extension_value_error(mode: Mode, name: &str, value: &Value) -> Option<FieldError> {
+    match value {
+        Value::String(text) if forbidden_character(text).is_some() => {
+            Some(forbidden_character_error(mode, name, text))
+        }
+        Value::Number(number) => {
+            let text = number.to_string();
+            let whole = !text.contains(['.', 'e', 'E']);
+            let in_range = number.as_i64().is_some_and(|n| i32::try_from(n).is_ok());
+            let (code, message) = match (whole, in_range) {
+                (true, true) => return None,
+                (true, false) => (
+                    ErrorCode::NumberOutOfRange,
+                    format!(
+                        "extension attribute {name} = {text} is outside the CloudEvents Integer \
+                         range (-2147483648 to 2147483647); send larger numbers as strings"
+                    ),
+                ),
+                (false, _) => (
+                    ErrorCode::InvalidType,
+                    format!(
+                        "extension attribute {name} = {text} is not a CloudEvents Integer (a \
+                         whole number from -2147483648 to 2147483647, written without a fraction \
+                         or exponent); send other numbers as strings"
+                    ),
+                ),
+            };
+            Some(FieldError::new(mode.field(name), code, message))
+        }
+        _ => None,
+    }
+}
+
 /// The idempotency key of a CloudEvent: `ce:` and the SHA-256 of its `source` and `id`
 /// (length-prefixed, so that no two pairs share a key).
 pub fn key_of(source: &str, id: &str) -> IdempotencyKey {
@@ -88,6 +149,10 @@ pub fn parse(
     let mut errors = Vec::new();
     let mut string = |name: &str, required: bool| -> Option<String> {
         match attributes.get(name) {
+            Some(Value::String(s)) if forbidden_character(s).is_some() => {
+                errors.push(forbidden_character_error(mode, name, s));
+                None
+            }
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::String(_)) => {
                 errors.push(FieldError::new(
@@ -165,8 +230,10 @@ pub fn parse(
             errors.push(FieldError::new(
                 mode.field(name),
                 ErrorCode::InvalidType,
-                format!("extension attribute {name} must be a string, number or boolean"),
+                format!("extension attribute {name} must be a string, integer or boolean"),
             ));
+        } else if let Some(error) = extension_value_error(mode, name, value) {
+            errors.push(error);
         }
     }
     let renamed = |e: FieldError, attribute: &str| FieldError {
@@ -337,6 +404,61 @@ mod tests {
             parse(attributes(bad), Mode::Binary, now(), &Limits::default()).expect_err("bad");
         assert!(errors.iter().any(|e| e.field == "ce-time"), "{errors:?}");
         assert!(errors.iter().all(|e| e.field.starts_with("ce-")), "{errors:?}");
+    }
+
+    #[test]
+    fn string_attributes_with_control_characters_are_refused_naming_the_attribute() {
+        let attributes_of = ["id", "source", "type", "subject", "dataschema", "datacontenttype"]
+            .into_iter()
+            .chain(["traceparent"]);
+        for attribute in attributes_of {
+            for bad in ["a\nb", "a\u{0}", "\t", "a\u{7f}", "a\u{85}b", "a\u{fffe}", "a\u{fdd0}"] {
+                let mut event = attributes(structured());
+                event.insert(attribute.into(), Value::String(bad.into()));
+                for mode in [Mode::Structured, Mode::Binary] {
+                    let errors = parse(event.clone(), mode, now(), &Limits::default())
+                        .expect_err(&format!("{attribute} = {bad:?} in {mode:?}"));
+                    let field = mode.field(attribute);
+                    assert!(
+                        errors
+                            .iter()
+                            .any(|e| e.field == field && e.code == ErrorCode::InvalidCharacter),
+                        "{attribute} = {bad:?} in {mode:?}: {errors:?}"
+                    );
+                }
+            }
+        }
+        // Other characters beyond ASCII are fine.
+        let mut event = attributes(structured());
+        event.insert("subject".into(), Value::String("caf\u{e9} \u{1f600}".into()));
+        assert!(parse(event, Mode::Structured, now(), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn a_number_extension_must_be_an_integer_within_int32() {
+        let number = |text: &str| serde_json::from_str::<Value>(text).expect("a JSON number");
+        for fine in ["0", "-2147483648", "2147483647", "7"] {
+            let mut event = attributes(structured());
+            event.insert("partition".into(), number(fine));
+            let parsed = parse(event, Mode::Structured, now(), &Limits::default());
+            assert!(parsed.is_ok(), "{fine}: {parsed:?}");
+        }
+        for (bad, code) in [
+            ("2147483648", ErrorCode::NumberOutOfRange),
+            ("-2147483649", ErrorCode::NumberOutOfRange),
+            ("99999999999999999999999", ErrorCode::NumberOutOfRange),
+            ("1.5", ErrorCode::InvalidType),
+            ("7.0", ErrorCode::InvalidType),
+            ("1e2", ErrorCode::InvalidType),
+            ("1e400", ErrorCode::InvalidType),
+        ] {
+            let mut event = attributes(structured());
+            event.insert("partition".into(), number(bad));
+            let errors = parse(event, Mode::Structured, now(), &Limits::default())
+                .expect_err(&format!("{bad} refused"));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!((errors[0].field.as_str(), errors[0].code), ("partition", code), "{bad}");
+        }
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub(crate) struct EventInput {
 }
 
 /// A CloudEvent 1.0 in structured mode (contract §11); besides the attributes below, extension
-/// attributes (names of 1–20 lowercase letters and digits; string, number or boolean values).
+/// attributes (names of 1–20 lowercase letters and digits; string, integer or boolean values, an
+/// integer being a CloudEvents Integer: -2147483648 to 2147483647, without fraction or exponent).
+/// No string attribute may hold a control character (U+0000–U+001F, U+007F–U+009F) or a Unicode
+/// noncharacter.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = CloudEvent)]
 pub(crate) struct CloudEventInput {

@@ -356,3 +356,88 @@ async fn binary_headers_are_stored_as_sent_or_refused_naming_the_attribute(pool:
         assert!(fields.contains(&field), "{what}: {field} not named in {problem}");
     }
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn control_characters_and_numbers_outside_int32_are_refused_in_every_mode(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let field_codes = |problem: &Value| -> Vec<(String, String)> {
+        problem["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["field"].as_str().unwrap_or("").into(),
+                            e["code"].as_str().unwrap_or("").into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Structured mode: every string attribute, and extensions.
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("id", json!("A\u{0}1"), "invalid_character"),
+        ("source", json!("/shop\n"), "invalid_character"),
+        ("subject", json!("order\r\n17"), "invalid_character"),
+        ("dataschema", json!("https://x.example/\u{7f}"), "invalid_character"),
+        ("datacontenttype", json!("application/json\t"), "invalid_character"),
+        ("traceparent", json!("00-\u{9b}-01"), "invalid_character"),
+        ("priority", json!(2_147_483_648_i64), "number_out_of_range"),
+        ("priority", json!(1.5), "invalid_type"),
+    ];
+    for (attribute, value, code) in &cases {
+        let mut event = structured("X-1", json!({}));
+        event[*attribute] = value.clone();
+        let response = post_structured(&app, &event).await;
+        assert_eq!(response.status(), 400, "{attribute} = {value}");
+        let problem: Value = response.json().await.expect("json");
+        assert!(
+            field_codes(&problem).contains(&((*attribute).into(), (*code).into())),
+            "{attribute} = {value}: {problem}"
+        );
+    }
+    // Binary mode: a percent-encoded control character, named by its header.
+    let response = binary(&app, "X-2")
+        .header("ce-subject", "order%0A17")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.expect("json");
+    assert!(
+        field_codes(&problem).contains(&("ce-subject".into(), "invalid_character".into())),
+        "{problem}"
+    );
+    // Batched mode: each bad item gets its errors, the good one is stored.
+    let mut bad_id = structured("X-3", json!({}));
+    bad_id["id"] = json!("X-3\u{1b}[31m");
+    let mut bad_number = structured("X-4", json!({}));
+    bad_number["priority"] = json!(-2_147_483_649_i64);
+    let batch = json!([bad_id, bad_number, structured("X-5", json!({}))]);
+    let response = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .body(batch.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        field_codes(&body["results"][0]),
+        [("id".to_owned(), "invalid_character".to_owned())],
+        "{body}"
+    );
+    assert_eq!(
+        field_codes(&body["results"][1]),
+        [("priority".to_owned(), "number_out_of_range".to_owned())],
+        "{body}"
+    );
+    assert_eq!(body["results"][2]["status"], "ok", "{body}");
+    assert_eq!(app.event_count().await, 1);
+}
