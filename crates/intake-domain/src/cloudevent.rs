@@ -61,6 +61,29 @@ fn context_of(attributes: &Map<String, Value>) -> Value {
     Value::Object(kept)
 }
 
+/// Whether a media type (a `datacontenttype`, a `Content-Type`) says JSON: `application/json`
+/// or `application/<something>+json`, in any letter case, with no charset but UTF-8.
+pub fn is_json_media_type(text: &str) -> bool {
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = match essence.split_once('/') {
+        Some(("application", subtype)) => {
+            subtype == "json"
+                || subtype.strip_suffix("+json").is_some_and(|s| {
+                    !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '/')
+                })
+        }
+        _ => false,
+    };
+    let utf8 = parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    json && utf8
+}
+
 /// The first character of `text` that the CloudEvents type system forbids in a String: the
 /// control characters U+0000–U+001F and U+007F–U+009F, and the Unicode noncharacters
 /// (U+FDD0–U+FDEF and the last two code points of every plane). Surrogates cannot occur in a
@@ -186,9 +209,10 @@ pub fn parse(
     let source = string("source", true);
     let event_type = string("type", true);
     let time = string("time", true);
-    for optional in ["subject", "dataschema", "datacontenttype"] {
+    for optional in ["subject", "dataschema"] {
         string(optional, false);
     }
+    let datacontenttype = string("datacontenttype", false);
     if let Some(version) = &specversion {
         if version != SPEC_VERSION {
             errors.push(FieldError::new(
@@ -197,6 +221,16 @@ pub fn parse(
                 format!("specversion must be \"{SPEC_VERSION}\", not {version:?}"),
             ));
         }
+    }
+    if let Some(declared) = datacontenttype.filter(|t| !is_json_media_type(t)) {
+        errors.push(FieldError::new(
+            mode.field("datacontenttype"),
+            ErrorCode::UnsupportedContentType,
+            format!(
+                "datacontenttype {declared:?} is not JSON: intake takes CloudEvents whose data is \
+                 JSON (application/json or application/…+json, UTF-8)"
+            ),
+        ));
     }
     if attributes.contains_key("data_base64") {
         errors.push(FieldError::new(
@@ -458,6 +492,32 @@ mod tests {
                 .expect_err(&format!("{bad} refused"));
             assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
             assert_eq!((errors[0].field.as_str(), errors[0].code), ("partition", code), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_media_types_are_told_from_others() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/vnd.shop+json",
+            "application/cloudevents+json",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "text/json",
+            "application/xml",
+            "application/+json",
+            "application/json; charset=latin1",
+            "application/jsonx",
+            "json",
+            "",
+        ] {
+            assert!(!is_json_media_type(other), "{other}");
         }
     }
 

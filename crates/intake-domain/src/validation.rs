@@ -44,6 +44,8 @@ pub enum ErrorCode {
     DuplicateField,
     /// A field that intake sets itself and a client may not send.
     ReservedField,
+    /// A CloudEvent whose `datacontenttype` is not JSON: intake takes JSON data only.
+    UnsupportedContentType,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
             Self::InvalidEncoding => "invalid_encoding",
             Self::DuplicateField => "duplicate_field",
             Self::ReservedField => "reserved_field",
+            Self::UnsupportedContentType => "unsupported_content_type",
         }
     }
 }

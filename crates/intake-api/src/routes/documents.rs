@@ -78,7 +78,8 @@ pub(crate) struct CloudEventInput {
     /// The schema of `data`.
     #[schema(nullable = false, min_length = 1)]
     dataschema: Option<String>,
-    /// The media type of `data` (JSON).
+    /// The media type of `data`: JSON (`application/json` or `application/…+json`, UTF-8); any
+    /// other is refused.
     #[schema(nullable = false, example = "application/json")]
     datacontenttype: Option<String>,
     /// The payload: a JSON object; absent is `{}`.

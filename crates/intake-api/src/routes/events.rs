@@ -19,8 +19,8 @@ use crate::body::{self, BodyLimits};
 use crate::problem::{refusal_problem, ApiError, FieldProblem};
 use crate::state::AppState;
 use crate::wire::{
-    as_written, binary_attributes, event_format, key_beside_body, wants_cloudevent, EventFormat,
-    CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER, SENT_AT_HEADER,
+    as_written, binary_attributes, event_format, key_beside_body, require_json_data,
+    wants_cloudevent, EventFormat, CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER, SENT_AT_HEADER,
 };
 
 /// `POST /v1/events`: validate, store once, answer after commit.
@@ -110,6 +110,7 @@ async fn read_event(
             (Incoming::CloudEvent { attributes, mode: Mode::Structured }, sent_at)
         }
         EventFormat::Binary => {
+            require_json_data(req.headers())?;
             // Every header's problem at once: the ce-* attributes' and Intake-Sent-At's.
             let (mut attributes, sent_at) =
                 match (binary_attributes(req.headers()), sent_at_header(req)) {
