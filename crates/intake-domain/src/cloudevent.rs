@@ -19,6 +19,12 @@ use crate::validation::{ErrorCode, FieldError, Limits};
 /// The only spec version taken.
 pub const SPEC_VERSION: &str = "1.0";
 
+/// The extension attributes intake sets on read-back, which a CloudEvent may not carry:
+/// `recordedtime` (when intake received the event, the CloudEvents "recordedtime" extension),
+/// and, for an event whose `time` intake corrected for the sender's clock (§15), `reportedtime`
+/// (`time` as the sender reported it) and `senttime` (when the request says it was sent).
+pub const SET_ON_READ: [&str; 3] = ["recordedtime", "reportedtime", "senttime"];
+
 /// The attributes the mapping uses or the spec defines; any other is an extension.
 const CORE: [&str; 9] = [
     "specversion",
@@ -245,12 +251,15 @@ pub fn parse(
         }
         let well_named = (1..=20).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if name == "recordedtime" {
+        if SET_ON_READ.contains(&name.as_str()) {
             errors.push(FieldError::new(
                 mode.field(name),
                 ErrorCode::ReservedField,
-                "recordedtime is when intake received the event, set on read-back; it cannot be \
-                 sent",
+                format!(
+                    "{name} is set by intake on read-back (recordedtime: when it received the \
+                     event; reportedtime and senttime: what the sender reported, when intake \
+                     corrected time for its clock); it cannot be sent"
+                ),
             ));
         } else if !well_named {
             errors.push(FieldError::new(
@@ -308,7 +317,9 @@ pub fn parse(
 
 /// A stored event as a structured CloudEvent: the context it came with, or (for an event sent
 /// as plain JSON) `source` `/intake/<tenant>` and its event id as `id`; `recordedtime` is when
-/// intake received it.
+/// intake received it. When intake corrected the event's time for the sender's clock (§15),
+/// `time` is the corrected instant, `reportedtime` the one the sender reported and `senttime`
+/// when its request says it was sent.
 pub fn to_structured(
     event: &StoredEvent,
     tenant: &TenantId,
@@ -330,6 +341,10 @@ pub fn to_structured(
     out.insert("type".into(), event.event_type.clone().into());
     out.insert("time".into(), format_time(event.occurred_at).into());
     out.insert("recordedtime".into(), format_time(event.received_at).into());
+    if let Some((reported, sent_at)) = event.correction {
+        out.insert("reportedtime".into(), format_time(reported).into());
+        out.insert("senttime".into(), format_time(sent_at).into());
+    }
     if !out.contains_key("datacontenttype") {
         out.insert("datacontenttype".into(), "application/json".into());
     }
@@ -420,6 +435,36 @@ mod tests {
         assert_eq!(back["source"], "/intake/acme");
         assert_eq!(back["id"], stored.event_id.to_string());
         assert_eq!(back["datacontenttype"], "application/json");
+    }
+
+    #[test]
+    fn a_corrected_event_reads_back_with_what_the_sender_reported_and_no_one_may_send_it() {
+        let at = |seconds: i64| now() + chrono::Duration::seconds(seconds);
+        let stored = StoredEvent {
+            event_id: EventId::generate(now()),
+            event_type: "user.created".into(),
+            occurred_at: at(600),
+            received_at: at(605),
+            idempotency_key: "k".into(),
+            data: json!({}),
+            schema_version: None,
+            cloudevent: None,
+            correction: Some((at(0), at(4))),
+        };
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let back = to_structured(&stored, &tenant, |t| t.to_rfc3339());
+        assert_eq!(back["time"], at(600).to_rfc3339());
+        assert_eq!(back["reportedtime"], at(0).to_rfc3339());
+        assert_eq!(back["senttime"], at(4).to_rfc3339());
+        for name in SET_ON_READ {
+            assert!(name.len() <= 20 && name.bytes().all(|b| b.is_ascii_lowercase()), "{name}");
+            assert!(!CORE.contains(&name), "{name}");
+            let mut event = attributes(structured());
+            event.insert(name.into(), json!("2025-12-22T10:30:00Z"));
+            let errors = parse(event, Mode::Binary, now(), &Limits::default()).expect_err(name);
+            assert_eq!(errors[0].field, format!("ce-{name}"));
+            assert_eq!(errors[0].code, ErrorCode::ReservedField);
+        }
     }
 
     #[test]
