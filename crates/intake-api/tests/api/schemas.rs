@@ -455,3 +455,45 @@ async fn a_schema_whose_check_would_be_exponential_is_refused_at_put(pool: PgPoo
     let accepted = app.post_event(&event("t-1", "deep.tree", data)).await;
     assert_eq!(accepted.status(), 200);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_number_beyond_what_a_check_compares_is_refused_naming_it_never_misjudged(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let schema = json!({"type": "object", "properties": {"n": {"maximum": 10}}});
+    assert_eq!(put(&app, "num.check", &schema).await.0, 201);
+    // As text: json! would turn these numbers into f64s first.
+    let body = |key: &str, n: &str| {
+        format!(
+            r#"{{"event_type":"num.check","occurred_at":"2025-12-22T10:30:00Z","idempotency_key":"{key}","data":{{"n":{n}}}}}"#
+        )
+    };
+    // 1e-400 is more than 0 and less than 10: as an f64 it is 0, and 1e400 is infinite.
+    for (key, n) in [("n-1", "1e-400"), ("n-2", "1e400"), ("n-3", "-1e400")] {
+        let response = app.post_events().body(body(key, n)).send().await.expect("sent");
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.expect("json");
+        assert_eq!(status, 400, "{n}: {problem}");
+        assert_eq!(problem["type"], "/docs/troubleshooting#schema-violation", "{n}: {problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/data/n", "{n}: {problem}");
+        let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("64-bit float"), "{n}: {problem}");
+    }
+    // Within range, the check goes on as before.
+    assert_eq!(
+        app.post_events().body(body("n-4", "9.5")).send().await.expect("sent").status(),
+        200
+    );
+    assert_eq!(
+        app.post_events().body(body("n-5", "1e300")).send().await.expect("sent").status(),
+        400
+    );
+    // A type without a schema stores such numbers as they were written.
+    let unchecked = body("n-6", "1e-400").replace("num.check", "num.free");
+    assert_eq!(app.post_events().body(unchecked).send().await.expect("sent").status(), 200);
+    // A schema comparing with such a number is refused at PUT, naming it.
+    let (status, problem) =
+        put(&app, "num.tiny", &serde_json::from_str(r#"{"minimum":1e-400}"#).expect("json")).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("/minimum")), "{problem}");
+    assert_eq!(app.event_count().await, 2);
+}
