@@ -52,8 +52,18 @@ pub struct CompiledSchema {
 }
 
 impl CompiledSchema {
-    /// Checks `document` against the limits and compiles it.
+    /// Checks a new `document` against the limits and every rule, and compiles it.
     pub fn compile(document: Value, limits: &SchemaLimits) -> Result<Self, InvalidSchema> {
+        let compiled = Self::recompile(document, limits)?;
+        refuse_limits_beyond_f64(&compiled.document, "")?;
+        Ok(compiled)
+    }
+
+    /// Compiles a document registered earlier: held to the limits and to the rules without
+    /// which checking it could harm the server, but not to [`Self::compile`]'s rule on number
+    /// keywords, which came after some documents were accepted; a stored schema stays enforced
+    /// (the data's own numbers are held to an f64's range whatever the schema).
+    pub fn recompile(document: Value, limits: &SchemaLimits) -> Result<Self, InvalidSchema> {
         if !(document.is_object() || document.is_boolean()) {
             return Err(InvalidSchema("a JSON Schema is an object (or true or false)".into()));
         }
@@ -194,6 +204,38 @@ fn numbers_beyond_f64(data: &Value) -> Vec<SchemaViolation> {
 /// The keywords that compare a number of the data with the schema's.
 const NUMBER_KEYWORDS: [&str; 5] =
     ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
+
+/// Refuses a `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` or `multipleOf`
+/// that an f64 cannot represent: every comparison with it would be made with infinity or 0.
+/// (The document is within the depth limit: the walk is shallow.)
+fn refuse_limits_beyond_f64(value: &Value, at: &str) -> Result<(), InvalidSchema> {
+    match value {
+        Value::Object(members) => {
+            for (name, member) in members {
+                let here = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+                if let Value::Number(number) = member {
+                    let text = number.to_string();
+                    if NUMBER_KEYWORDS.contains(&name.as_str()) && !f64_represents(&text) {
+                        return Err(InvalidSchema(format!(
+                            "{name} {} (at {here}) is beyond the numbers a schema check \
+                             compares ({F64_RANGE}): every comparison with it would be made \
+                             with infinity or 0; give a number within that range",
+                            shown_number(&text)
+                        )));
+                    }
+                }
+                refuse_limits_beyond_f64(member, &here)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                refuse_limits_beyond_f64(item, &format!("{at}/{i}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
 
 /// Refuses a schema whose check would take time exponential in how deeply the data nests: one
 /// that refers to itself without descending into the data, or one where a subschema reached
@@ -458,17 +500,6 @@ fn inspect(
                         }
                     }
                 }
-                if let Value::Number(number) = member {
-                    let text = number.to_string();
-                    if NUMBER_KEYWORDS.contains(&name.as_str()) && !f64_represents(&text) {
-                        return Err(InvalidSchema(format!(
-                            "{name} {} (at {here}) is beyond the numbers a schema check \
-                             compares ({F64_RANGE}): checks against it would be judged on \
-                             infinity or 0; give a number within that range",
-                            shown_number(&text)
-                        )));
-                    }
-                }
                 inspect(member, &here, depth + 1, limits)?;
             }
         }
@@ -699,6 +730,10 @@ mod tests {
         // Elsewhere (an enum, a default) such a number can only fail to match: kept.
         let kept = r#"{"enum":[1e1000],"default":1e-1000}"#;
         assert!(compile(serde_json::from_str(kept).expect("schema")).is_ok());
+        // A schema stored before the rule stays enforced.
+        let stored = serde_json::from_str(r#"{"minimum":1e-400}"#).expect("schema");
+        let recompiled = CompiledSchema::recompile(stored, &SchemaLimits::default());
+        assert!(recompiled.is_ok_and(|s| s.check(&serde_json::json!(-1)).is_err()));
     }
 
     #[test]
