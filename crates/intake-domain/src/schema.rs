@@ -49,6 +49,8 @@ pub struct InvalidSchema(pub String);
 pub struct CompiledSchema {
     document: Value,
     validator: Validator,
+    /// The document's size as compact JSON, in bytes.
+    size: usize,
 }
 
 impl CompiledSchema {
@@ -99,12 +101,18 @@ impl CompiledSchema {
                     pointer_or_root(error.instance_path().as_str())
                 ))
             })?;
-        Ok(Self { document, validator })
+        Ok(Self { document, validator, size })
     }
 
     /// The document as registered.
     pub fn document(&self) -> &Value {
         &self.document
+    }
+
+    /// The document's size as compact JSON, in bytes: with the data's size, what a check may
+    /// cost is bounded by their product (exponential recursion is refused).
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// Every way `data` violates the schema (up to [`MAX_VIOLATIONS`]), or nothing. A number

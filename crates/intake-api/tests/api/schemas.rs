@@ -497,3 +497,87 @@ async fn a_number_beyond_what_a_check_compares_is_refused_naming_it_never_misjud
     assert!(problem["detail"].as_str().is_some_and(|d| d.contains("/minimum")), "{problem}");
     assert_eq!(app.event_count().await, 2);
 }
+
+/// A legal schema whose check is heavy: every property of the data is matched against 1,500
+/// patterns.
+fn many_patterns() -> Value {
+    let patterns: serde_json::Map<String, Value> =
+        (0..1500).map(|i| (format!("^p{i}x$"), json!({"type": "string"}))).collect();
+    json!({"type": "object", "patternProperties": patterns})
+}
+
+/// An event of `heavy.check` whose data has 30,000 properties (about 400 KB).
+fn many_properties(key: &str) -> String {
+    let data: serde_json::Map<String, Value> =
+        (0..30_000).map(|i| (format!("k{i}"), json!(i))).collect();
+    event(key, "heavy.check", Value::Object(data)).to_string()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_heavy_schema_check_stalls_no_other_request_and_ends_within_its_budget(pool: PgPool) {
+    // One worker: a check on its thread would hold up every other request.
+    let mut settings = crate::helpers::local_settings();
+    settings.server.workers = 1;
+    let app = crate::helpers::spawn_app_with(pool, settings).await;
+    assert_eq!(put(&app, "heavy.check", &many_patterns()).await.0, 201);
+    let started = Instant::now();
+    let heavy = tokio::spawn(app.post_events().body(many_properties("h-1")).send());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let asked = Instant::now();
+    let health = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    let waited = asked.elapsed();
+    assert_eq!(health.status(), 200);
+    assert!(waited < Duration::from_millis(500), "/healthz waited {waited:?} for the check");
+    let answer = heavy.await.expect("joined").expect("sent");
+    let took = started.elapsed();
+    assert_eq!(answer.status(), 422);
+    let problem: Value = answer.json().await.expect("json");
+    assert_eq!(problem["type"], "/docs/troubleshooting#schema-check-too-slow", "{problem}");
+    assert_eq!(problem["schema_version"], 1, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "data", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "schema_check_too_slow", "{problem}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}, the budget is 250 ms");
+    println!("/healthz answered in {waited:?} during the check; the event in {took:?}");
+    // An ordinary event of the type is checked and stored as ever.
+    let light = event("h-2", "heavy.check", json!({"p7x": "a string"}));
+    assert_eq!(app.post_event(&light).await.status(), 200);
+    // In a batch, the heavy item gets the error and the others are stored.
+    let heavy: Value = serde_json::from_str(&many_properties("h-3")).expect("json");
+    let light = event("h-4", "heavy.check", json!({}));
+    let batch = json!({"events": [heavy, light]}).to_string();
+    let response = app.post_batch().body(batch).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["results"][0]["errors"][0]["code"], "schema_check_too_slow", "{answer}");
+    assert_eq!(answer["results"][1]["status"], "ok", "{answer}");
+    assert_eq!(app.event_count().await, 2);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn heavy_checks_beyond_the_configured_number_get_503_with_retry_after(pool: PgPool) {
+    let mut settings = crate::helpers::local_settings();
+    settings.schemas.heavy_checks = 1;
+    let app = crate::helpers::spawn_app_with(pool, settings).await;
+    assert_eq!(put(&app, "heavy.check", &many_patterns()).await.0, 201);
+    let sends: Vec<_> = (0..3)
+        .map(|i| tokio::spawn(app.post_events().body(many_properties(&format!("b-{i}"))).send()))
+        .collect();
+    let mut answers = Vec::new();
+    for send in sends {
+        let response = send.await.expect("joined").expect("sent");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.expect("json");
+        answers.push((status, problem["type"].clone(), retry_after));
+    }
+    answers.sort_by_key(|(status, _, _)| *status);
+    let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+    // One check holds the only slot past its budget; the others wait for it no longer than
+    // theirs.
+    assert_eq!(statuses, [422, 503, 503], "{answers:?}");
+    for (_, kind, retry_after) in &answers[1..] {
+        assert_eq!(kind, "/docs/troubleshooting#overloaded", "{answers:?}");
+        assert!(retry_after.is_some(), "{answers:?}");
+    }
+    assert_eq!(app.event_count().await, 0);
+}
