@@ -64,6 +64,7 @@ impl AppData {
             limits.clone(),
             settings.limits.validation(),
         )
+        .checking_within(settings.schemas.check_budget())
         .observed_by(Arc::new(metrics.clone()))
         .observed_by(Arc::new(DebuggerEntries(debugger.clone())));
         let lifetime = Arc::new(Lifetime::new(

@@ -31,6 +31,8 @@ pub enum RequestCode {
     DuplicateParameter,
     /// An event's data that its type's schema rejects.
     SchemaViolation,
+    /// An event's data whose check against its type's schema takes longer than the budget.
+    SchemaCheckTooSlow,
 }
 
 impl RequestCode {
@@ -43,6 +45,7 @@ impl RequestCode {
             Self::UnknownParameter => "unknown_parameter",
             Self::DuplicateParameter => "duplicate_parameter",
             Self::SchemaViolation => "schema_violation",
+            Self::SchemaCheckTooSlow => "schema_check_too_slow",
         }
     }
 }
@@ -157,6 +160,25 @@ pub enum ApiError {
     /// The tenant has as many erasures waiting or running as it may.
     #[error("{0}; wait for one to finish (GET /v1/erasures/{{erasure_id}})")]
     TooManyErasures(String),
+    /// Checking the event's data against its type's schema takes longer than the budget.
+    #[error(
+        "checking the event's data against version {version} of the schema for its type takes \
+         longer than the {budget_ms} ms a check may take (schemas.max_check_time_ms)"
+    )]
+    SchemaCheckTooSlow {
+        /// The schema version checked against.
+        version: u32,
+        /// The budget, in milliseconds.
+        budget_ms: u128,
+        /// The one error: `data`, `schema_check_too_slow`.
+        errors: Vec<FieldProblem>,
+    },
+    /// Every slot for heavy schema checks stayed taken for the whole budget.
+    #[error(
+        "the server is running as many heavy schema checks as it may ({0}, \
+         schemas.heavy_checks) and none ended in time; retry shortly"
+    )]
+    ChecksBusy(usize),
     /// One or more query parameters are invalid.
     #[error("{} query parameter(s) are invalid", .0.len())]
     InvalidQuery(Vec<FieldProblem>),
@@ -271,6 +293,7 @@ kinds! {
     INVALID_SCHEMA = "invalid-schema", 400, "Invalid JSON Schema";
     INVALID_ERASURE = "invalid-erasure", 400, "Invalid erasure";
     SCHEMA_VIOLATION = "schema-violation", 400, "Event violates its schema";
+    SCHEMA_CHECK_TOO_SLOW = "schema-check-too-slow", 422, "Schema check over its time budget";
     MALFORMED_REQUEST = "malformed-request", 400, "Malformed HTTP request";
     UNAUTHORIZED = "unauthorized", 401, "Missing or invalid token";
     FORBIDDEN = "forbidden", 403, "Token lacks a scope";
@@ -306,7 +329,8 @@ impl ApiError {
             Self::Validation(errors)
             | Self::InvalidErasure(errors)
             | Self::InvalidQuery(errors)
-            | Self::SchemaViolation { errors, .. } => Some(errors),
+            | Self::SchemaViolation { errors, .. }
+            | Self::SchemaCheckTooSlow { errors, .. } => Some(errors),
             _ => None,
         }
     }
@@ -325,6 +349,7 @@ impl ApiError {
             Self::InvalidBatch(_) => ProblemKind::INVALID_BATCH,
             Self::InvalidSchema(_) => ProblemKind::INVALID_SCHEMA,
             Self::SchemaViolation { .. } => ProblemKind::SCHEMA_VIOLATION,
+            Self::SchemaCheckTooSlow { .. } => ProblemKind::SCHEMA_CHECK_TOO_SLOW,
             Self::Unauthorized(_) => ProblemKind::UNAUTHORIZED,
             Self::Forbidden(_) => ProblemKind::FORBIDDEN,
             Self::NotFound(_) => ProblemKind::NOT_FOUND,
@@ -335,7 +360,7 @@ impl ApiError {
             Self::UnsupportedContentEncoding(_) => ProblemKind::UNSUPPORTED_CONTENT_ENCODING,
             Self::KeyReused { .. } => ProblemKind::IDEMPOTENCY_KEY_REUSED,
             Self::Unavailable(_) => ProblemKind::SERVICE_UNAVAILABLE,
-            Self::Overloaded => ProblemKind::OVERLOADED,
+            Self::Overloaded | Self::ChecksBusy(_) => ProblemKind::OVERLOADED,
             Self::RateLimited { .. } => ProblemKind::RATE_LIMITED,
             Self::MigrationsPending(_) => ProblemKind::MIGRATIONS_PENDING,
             Self::TooManyStreams(_) => ProblemKind::TOO_MANY_STREAMS,
@@ -360,13 +385,15 @@ pub struct Problem<'a> {
     detail: String,
     /// The request's id, as in the X-Request-Id header.
     request_id: String,
-    /// Every invalid field or parameter (validation-failed, invalid-query).
+    /// Every invalid field or parameter (validation-failed, invalid-query), every violation
+    /// (schema-violation), or the data whose check took too long (schema-check-too-slow).
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldProblem]>,
     /// The event that holds a reused idempotency key (idempotency-key-reused).
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
-    /// The schema version the event was checked against (schema-violation).
+    /// The schema version the event was checked against (schema-violation,
+    /// schema-check-too-slow).
     #[serde(skip_serializing_if = "Option::is_none")]
     schema_version: Option<u32>,
 }
@@ -404,15 +431,10 @@ impl ResponseError for ApiError {
         }
         let status = self.status_code();
         let problem = Problem {
-            errors: match self {
-                Self::Validation(errors)
-                | Self::InvalidErasure(errors)
-                | Self::InvalidQuery(errors)
-                | Self::SchemaViolation { errors, .. } => Some(errors),
-                _ => None,
-            },
+            errors: self.field_errors(),
             schema_version: match self {
-                Self::SchemaViolation { version, .. } => Some(*version),
+                Self::SchemaViolation { version, .. }
+                | Self::SchemaCheckTooSlow { version, .. } => Some(*version),
                 _ => None,
             },
             event_id: match self {
@@ -434,6 +456,7 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_)
             | Self::Overloaded
+            | Self::ChecksBusy(_)
             | Self::MigrationsPending(_)
             | Self::DebuggerFull(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
@@ -499,6 +522,12 @@ impl From<Refusal> for ApiError {
                 version,
                 errors: violations.into_iter().map(FieldProblem::schema_violation).collect(),
             },
+            refusal @ Refusal::CheckTooSlow { version, budget } => Self::SchemaCheckTooSlow {
+                version,
+                budget_ms: budget.as_millis(),
+                errors: vec![too_slow(&refusal)],
+            },
+            Refusal::ChecksBusy { at_once } => Self::ChecksBusy(at_once),
             Refusal::KeyReused { original } => Self::KeyReused { original },
             Refusal::Failed(error) => Self::from(error),
             refusal @ (Refusal::Unread { .. } | Refusal::NotAnObject(_)) => {
@@ -531,6 +560,15 @@ fn rate_limited(budget: &Budget, cost: u32) -> ApiError {
             limit.per_second, limit.burst, budget.remaining
         ),
     }
+}
+
+/// The error of an event whose check went over its budget.
+fn too_slow(refusal: &Refusal) -> FieldProblem {
+    FieldProblem::new(
+        "data",
+        RequestCode::SchemaCheckTooSlow,
+        format!("{refusal}; send less data in one event, or simplify the schema"),
+    )
 }
 
 /// How a refused event (a request, or a batch item) reads as a problem: its kind, the errors it
@@ -566,6 +604,10 @@ pub fn refusal_problem(refusal: &Refusal) -> (ProblemKind, Vec<FieldProblem>, Op
             .into()],
             Some(*original),
         ),
+        Refusal::CheckTooSlow { .. } => {
+            (ProblemKind::SCHEMA_CHECK_TOO_SLOW, vec![too_slow(refusal)], None)
+        }
+        Refusal::ChecksBusy { .. } => (ProblemKind::OVERLOADED, Vec::new(), None),
         Refusal::RateLimited { .. } => (ProblemKind::RATE_LIMITED, Vec::new(), None),
         Refusal::Unread { slug, .. } => (
             ProblemKind::ALL

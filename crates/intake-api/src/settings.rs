@@ -234,6 +234,11 @@ pub struct SchemaSettings {
     pub max_depth: usize,
     /// How often each server compares its cache with the database, beside the notifications.
     pub recheck_secs: u64,
+    /// The longest a request waits for a heavy check of its event (and for a slot to run it
+    /// in); past it, 422 schema-check-too-slow (503 overloaded when no slot came free).
+    pub max_check_time_ms: u64,
+    /// Heavy checks a server runs at once, each on a thread of its own.
+    pub heavy_checks: usize,
 }
 
 impl SchemaSettings {
@@ -243,6 +248,14 @@ impl SchemaSettings {
             max_bytes: self.max_bytes,
             max_depth: self.max_depth,
             ..intake_domain::SchemaLimits::default()
+        }
+    }
+
+    /// How long checks may take, and how many heavy ones run at once.
+    pub fn check_budget(&self) -> intake_service::CheckBudget {
+        intake_service::CheckBudget {
+            max_time: Duration::from_millis(self.max_check_time_ms),
+            heavy_at_once: self.heavy_checks,
         }
     }
 }

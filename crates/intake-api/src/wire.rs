@@ -127,9 +127,33 @@ pub fn event_format(headers: &HeaderMap) -> EventFormat {
     }
 }
 
+/// Refuses a binary-mode request whose data is declared as something other than JSON: in binary
+/// mode `datacontenttype` is the body's media type (the HTTP binding maps it to `Content-Type`),
+/// so a `ce-datacontenttype` that is not JSON is the same `415` as such a `Content-Type`, never
+/// a JSON body stored under another type. (`Content-Type` itself is checked where the body is
+/// read.)
+pub fn require_json_data(headers: &HeaderMap) -> Result<(), crate::problem::ApiError> {
+    for value in headers.get_all("ce-datacontenttype") {
+        let shown = String::from_utf8_lossy(value.as_bytes());
+        if !intake_domain::cloudevent::is_json_media_type(&shown) {
+            return Err(crate::problem::ApiError::UnsupportedContentType(format!(
+                "ce-datacontenttype {shown:?} is not supported: intake takes CloudEvents whose \
+                 data is JSON (application/json or application/…+json)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The essence of a media type (`application/json`), lowercased, for comparing two.
+fn media_essence(text: &str) -> String {
+    text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
 /// The CloudEvents attributes of a binary-mode request: every `ce-` header, without the
 /// prefix, its value percent-decoded (the HTTP binding's encoding); `datacontenttype` from
-/// `Content-Type`. A value that is not UTF-8 once decoded is kept as sent.
+/// `Content-Type`, which a `ce-datacontenttype` naming another media type contradicts. A value
+/// that is not ASCII, or not UTF-8 once decoded, is refused naming its header.
 pub fn binary_attributes(headers: &HeaderMap) -> Result<Map<String, Value>, Vec<FieldError>> {
     let mut attributes = Map::new();
     let mut errors = Vec::new();
@@ -166,6 +190,19 @@ pub fn binary_attributes(headers: &HeaderMap) -> Result<Map<String, Value>, Vec<
         }
     }
     if let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        if let Some(Value::String(declared)) = attributes.get("datacontenttype") {
+            if media_essence(declared) != media_essence(content_type) {
+                errors.push(FieldError::new(
+                    "ce-datacontenttype",
+                    ErrorCode::DuplicateField,
+                    format!(
+                        "in binary mode datacontenttype is the Content-Type header \
+                         ({content_type:?}), and ce-datacontenttype says {declared:?}: send one, \
+                         or the same in both"
+                    ),
+                ));
+            }
+        }
         attributes.insert("datacontenttype".into(), Value::String(content_type.to_owned()));
     }
     if errors.is_empty() {

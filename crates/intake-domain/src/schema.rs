@@ -49,11 +49,23 @@ pub struct InvalidSchema(pub String);
 pub struct CompiledSchema {
     document: Value,
     validator: Validator,
+    /// The document's size as compact JSON, in bytes.
+    size: usize,
 }
 
 impl CompiledSchema {
-    /// Checks `document` against the limits and compiles it.
+    /// Checks a new `document` against the limits and every rule, and compiles it.
     pub fn compile(document: Value, limits: &SchemaLimits) -> Result<Self, InvalidSchema> {
+        let compiled = Self::recompile(document, limits)?;
+        refuse_limits_beyond_f64(&compiled.document, "")?;
+        Ok(compiled)
+    }
+
+    /// Compiles a document registered earlier: held to the limits and to the rules without
+    /// which checking it could harm the server, but not to [`Self::compile`]'s rule on number
+    /// keywords, which came after some documents were accepted; a stored schema stays enforced
+    /// (the data's own numbers are held to an f64's range whatever the schema).
+    pub fn recompile(document: Value, limits: &SchemaLimits) -> Result<Self, InvalidSchema> {
         if !(document.is_object() || document.is_boolean()) {
             return Err(InvalidSchema("a JSON Schema is an object (or true or false)".into()));
         }
@@ -89,7 +101,7 @@ impl CompiledSchema {
                     pointer_or_root(error.instance_path().as_str())
                 ))
             })?;
-        Ok(Self { document, validator })
+        Ok(Self { document, validator, size })
     }
 
     /// The document as registered.
@@ -97,8 +109,21 @@ impl CompiledSchema {
         &self.document
     }
 
-    /// Every way `data` violates the schema (up to [`MAX_VIOLATIONS`]), or nothing.
+    /// The document's size as compact JSON, in bytes: with the data's size, what a check may
+    /// cost is bounded by their product (exponential recursion is refused).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Every way `data` violates the schema (up to [`MAX_VIOLATIONS`]), or nothing. A number
+    /// of `data` that a 64-bit float cannot represent is a violation of its own, named by its
+    /// pointer, and `data` is then not checked further: the validator would judge it as
+    /// infinite or 0, and say something wrong about it.
     pub fn check(&self, data: &Value) -> Result<(), Vec<SchemaViolation>> {
+        let beyond = numbers_beyond_f64(data);
+        if !beyond.is_empty() {
+            return Err(beyond);
+        }
         let mut violations: Vec<SchemaViolation> = Vec::new();
         for error in self.validator.iter_errors(data) {
             if violations.len() == MAX_VIOLATIONS {
@@ -119,6 +144,105 @@ impl CompiledSchema {
             Err(violations)
         }
     }
+}
+
+/// The numbers a schema check works with: the validator compares numbers as 64-bit floats.
+const F64_RANGE: &str = "a 64-bit float: 0, or a magnitude from about 5e-324 to 1.8e308";
+
+/// Whether a JSON number's text keeps its meaning as an f64: not infinite, and not 0 unless it
+/// is 0. (Digits beyond an f64's precision are rounded, as for every number a check compares.)
+fn f64_represents(text: &str) -> bool {
+    // Most numbers are short integers, which no parsing is needed for.
+    if text.len() <= 300 && !text.contains(['.', 'e', 'E']) {
+        return true;
+    }
+    let written_as_zero = || {
+        let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+        !mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'))
+    };
+    text.parse::<f64>()
+        .is_ok_and(|parsed| parsed.is_finite() && (parsed != 0.0 || written_as_zero()))
+}
+
+/// A number as a message shows it: whole when short, its start and end otherwise.
+fn shown_number(text: &str) -> String {
+    if text.len() <= 40 {
+        text.to_owned()
+    } else {
+        format!("{}…{}", &text[..20], &text[text.len() - 12..])
+    }
+}
+
+/// The numbers of `data` that an f64 cannot represent (up to [`MAX_VIOLATIONS`]), each as a
+/// violation at its pointer; walked iteratively, like the data's own checks.
+fn numbers_beyond_f64(data: &Value) -> Vec<SchemaViolation> {
+    let mut found: Vec<SchemaViolation> = Vec::new();
+    let mut pending: Vec<(&Value, String)> = vec![(data, String::new())];
+    while let Some((value, at)) = pending.pop() {
+        match value {
+            Value::Object(members) => pending.extend(members.iter().map(|(name, member)| {
+                (member, format!("{at}/{}", name.replace('~', "~0").replace('/', "~1")))
+            })),
+            Value::Array(items) => pending
+                .extend(items.iter().enumerate().map(|(i, item)| (item, format!("{at}/{i}")))),
+            Value::Number(number) if !f64_represents(&number.to_string()) => {
+                if found.len() == MAX_VIOLATIONS {
+                    if let Some(last) = found.last_mut() {
+                        last.message.push_str(" (and more such numbers, not listed)");
+                    }
+                    break;
+                }
+                found.push(SchemaViolation {
+                    pointer: format!("/data{at}"),
+                    schema_path: String::new(),
+                    message: format!(
+                        "{} is beyond the numbers a schema check compares ({F64_RANGE}), so the \
+                         check cannot judge it; send it within that range, or as a string",
+                        shown_number(&number.to_string())
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    found.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+    found
+}
+
+/// The keywords that compare a number of the data with the schema's.
+const NUMBER_KEYWORDS: [&str; 5] =
+    ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
+
+/// Refuses a `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` or `multipleOf`
+/// that an f64 cannot represent: every comparison with it would be made with infinity or 0.
+/// (The document is within the depth limit: the walk is shallow.)
+fn refuse_limits_beyond_f64(value: &Value, at: &str) -> Result<(), InvalidSchema> {
+    match value {
+        Value::Object(members) => {
+            for (name, member) in members {
+                let here = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+                if let Value::Number(number) = member {
+                    let text = number.to_string();
+                    if NUMBER_KEYWORDS.contains(&name.as_str()) && !f64_represents(&text) {
+                        return Err(InvalidSchema(format!(
+                            "{name} {} (at {here}) is beyond the numbers a schema check \
+                             compares ({F64_RANGE}): every comparison with it would be made \
+                             with infinity or 0; give a number within that range",
+                            shown_number(&text)
+                        )));
+                    }
+                }
+                refuse_limits_beyond_f64(member, &here)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                refuse_limits_beyond_f64(item, &format!("{at}/{i}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Refuses a schema whose check would take time exponential in how deeply the data nests: one
@@ -553,6 +677,71 @@ mod tests {
         ] {
             compile(linear.clone()).unwrap_or_else(|e| panic!("{linear}: {}", e.0));
         }
+    }
+
+    #[test]
+    fn a_number_a_check_cannot_represent_is_a_violation_naming_it_never_misjudged() {
+        // Judged as an f64 that is infinite or 0, such a number got wrong verdicts (1e-400 is
+        // more than 0, 1e400 is an even integer); wherever it is, it is named instead.
+        for (schema, data, pointer) in [
+            (r#"{"properties":{"n":{"maximum":0}}}"#, r#"{"n":1e-400}"#, "/data/n"),
+            (r#"{"properties":{"n":{"maximum":10}}}"#, r#"{"n":1e400}"#, "/data/n"),
+            (r#"{"properties":{"n":{"maximum":1e300}}}"#, r#"{"n":-1e400}"#, "/data/n"),
+            (r#"{"properties":{"n":{"exclusiveMaximum":1e300}}}"#, r#"{"n":1e400}"#, "/data/n"),
+            (r#"{"properties":{"n":{"type":"integer"}}}"#, r#"{"n":1E+400}"#, "/data/n"),
+            (r#"{"items":{"multipleOf":2}}"#, r#"{"a":[1,2e400]}"#, "/data/a/1"),
+            (r#"{"type":"object"}"#, r#"{"x":{"y":-0.5e-999}}"#, "/data/x/y"),
+        ] {
+            let compiled =
+                compile(serde_json::from_str(schema).expect("schema")).expect("compiles");
+            let data: Value = serde_json::from_str(data).expect("data");
+            let violations = compiled.check(&data).expect_err(&format!("{schema} on {data}"));
+            assert_eq!(violations.len(), 1, "{schema} on {data}: {violations:?}");
+            assert_eq!(violations[0].pointer, pointer, "{schema} on {data}");
+            assert!(
+                violations[0].message.contains("64-bit"),
+                "{schema} on {data}: {}",
+                violations[0].message
+            );
+        }
+        // Numbers within f64's range are judged as before, the largest and smallest included.
+        let compiled = compile(
+            serde_json::from_str(r#"{"items":{"maximum":1.7976931348623157e308}}"#)
+                .expect("schema"),
+        )
+        .expect("compiles");
+        let within = r#"[0, -0.0, 1e-320, 1.7976931348623157e308, 12345678901234567890123]"#;
+        assert_eq!(compiled.check(&serde_json::from_str(within).expect("data")), Ok(()));
+        let compiled =
+            compile(serde_json::from_str(r#"{"items":{"maximum":1e308}}"#).expect("schema"))
+                .expect("compiles");
+        let over = serde_json::from_str(r#"[1e308, 1.7976931348623157e308]"#).expect("data");
+        let violations = compiled.check(&over).expect_err("over the maximum");
+        assert_eq!(violations[0].schema_path, "/items/maximum", "{violations:?}");
+    }
+
+    #[test]
+    fn a_number_keyword_a_check_cannot_represent_is_refused_at_compile() {
+        for (schema, at) in [
+            (r#"{"minimum":1e-400}"#, "/minimum"),
+            (r#"{"properties":{"n":{"maximum":1e400}}}"#, "/properties/n/maximum"),
+            (r#"{"exclusiveMinimum":-1e309}"#, "/exclusiveMinimum"),
+            (r#"{"multipleOf":1e400}"#, "/multipleOf"),
+        ] {
+            let refused = compile(serde_json::from_str(schema).expect("schema")).expect_err(schema);
+            assert!(
+                refused.0.contains(at) && refused.0.contains("64-bit"),
+                "{schema}: {}",
+                refused.0
+            );
+        }
+        // Elsewhere (an enum, a default) such a number can only fail to match: kept.
+        let kept = r#"{"enum":[1e1000],"default":1e-1000}"#;
+        assert!(compile(serde_json::from_str(kept).expect("schema")).is_ok());
+        // A schema stored before the rule stays enforced.
+        let stored = serde_json::from_str(r#"{"minimum":1e-400}"#).expect("schema");
+        let recompiled = CompiledSchema::recompile(stored, &SchemaLimits::default());
+        assert!(recompiled.is_ok_and(|s| s.check(&serde_json::json!(-1)).is_err()));
     }
 
     #[test]

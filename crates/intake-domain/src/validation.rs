@@ -26,9 +26,12 @@ pub enum ErrorCode {
     IdempotencyKeyMismatch,
     /// `data` nests deeper than the configured limit.
     TooDeep,
-    /// `data` holds a U+0000 character, which storage cannot keep.
+    /// `data` holds a U+0000 character, which storage cannot keep; or a CloudEvent's string
+    /// attribute holds a character the CloudEvents type system forbids (a control character or
+    /// a noncharacter).
     InvalidCharacter,
-    /// `data` holds a number with more digits or a larger exponent than storage keeps exactly.
+    /// `data` holds a number with more digits or a larger exponent than storage keeps exactly;
+    /// or a CloudEvent's number extension is outside the CloudEvents Integer range (int32).
     NumberOutOfRange,
     /// A top-level field the API does not know.
     UnknownField,
@@ -43,6 +46,8 @@ pub enum ErrorCode {
     ReservedField,
     /// An erasure's `pointer` that is not a JSON Pointer into data.
     InvalidPointer,
+    /// A CloudEvent whose `datacontenttype` is not JSON: intake takes JSON data only.
+    UnsupportedContentType,
 }
 
 impl ErrorCode {
@@ -66,6 +71,7 @@ impl ErrorCode {
             Self::DuplicateField => "duplicate_field",
             Self::ReservedField => "reserved_field",
             Self::InvalidPointer => "invalid_pointer",
+            Self::UnsupportedContentType => "unsupported_content_type",
         }
     }
 }

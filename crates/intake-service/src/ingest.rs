@@ -15,6 +15,7 @@ use intake_domain::{
 };
 use serde_json::{Map, Value};
 
+use crate::checks::{CheckBudget, SchemaChecks, Verdict};
 use crate::limits::{Account, RateLimits};
 use crate::schemas::SchemaCache;
 
@@ -110,6 +111,29 @@ pub enum Refusal {
         /// Every violation.
         violations: Vec<SchemaViolation>,
     },
+    /// Checking the data against its type's schema took longer than the budget: the data may
+    /// well satisfy it, but intake cannot tell within the time a check may take.
+    #[error(
+        "checking the data against version {version} of its type's schema takes longer than \
+         the {} ms a check may take",
+        budget.as_millis()
+    )]
+    CheckTooSlow {
+        /// The version checked against.
+        version: u32,
+        /// The budget it went over.
+        budget: std::time::Duration,
+    },
+    /// Every slot for heavy schema checks stayed taken for the whole budget: the request may be
+    /// retried.
+    #[error(
+        "the server is running as many heavy schema checks as it may ({at_once}) and none \
+         ended in time"
+    )]
+    ChecksBusy {
+        /// Heavy checks a server runs at once.
+        at_once: usize,
+    },
     /// The key holds another payload.
     #[error("idempotency key already used for event {original} with a different payload")]
     KeyReused {
@@ -150,6 +174,7 @@ pub trait IngestObserver: std::fmt::Debug + Send + Sync {
 pub struct Ingest {
     events: Arc<dyn EventStore>,
     schemas: Arc<SchemaCache>,
+    checks: SchemaChecks,
     limits: RateLimits,
     validation: Limits,
     observers: Vec<Arc<dyn IngestObserver>>,
@@ -164,7 +189,21 @@ impl Ingest {
         limits: RateLimits,
         validation: Limits,
     ) -> Self {
-        Self { events, schemas, limits, validation, observers: Vec::new() }
+        Self {
+            events,
+            schemas,
+            checks: SchemaChecks::default(),
+            limits,
+            validation,
+            observers: Vec::new(),
+        }
+    }
+
+    /// Checks events against their schemas within `budget` (by default 250 ms, two heavy
+    /// checks at a time).
+    pub fn checking_within(mut self, budget: CheckBudget) -> Self {
+        self.checks = SchemaChecks::new(budget);
+        self
     }
 
     /// Tells `observer` every outcome from now on.
@@ -203,9 +242,10 @@ impl Ingest {
     }
 
     /// Tells the observers of a refusal the edge made itself (a body it could not read), and
-    /// hands it back.
+    /// hands it back. A refusal that judges nothing (storage failing, the server too busy to
+    /// check) is not told.
     pub fn refuse(&self, tenant: &TenantId, refusal: Refusal) -> Refusal {
-        if !matches!(refusal, Refusal::Failed(_)) {
+        if !matches!(refusal, Refusal::Failed(_) | Refusal::ChecksBusy { .. }) {
             for observer in &self.observers {
                 observer.refused(tenant, &refusal);
             }
@@ -247,8 +287,8 @@ impl Ingest {
                 }
             };
             let event = match self.check(tenant, event).await? {
-                Checked::Passed(event) => event,
-                Checked::Violates { event, refusal } => {
+                Checked::Passed(event) => *event,
+                Checked::Refused { event, refusal } => {
                     return match self.replay_of(tenant, &event).await? {
                         Some(ingested) => Ok((event, ingested)),
                         None => Err(refusal),
@@ -256,7 +296,7 @@ impl Ingest {
                 }
             };
             let ingested = self.events.ingest(tenant, &event, EventId::generate(now)).await?;
-            Ok((event, ingested))
+            Ok((Arc::new(event), ingested))
         }
         .await;
         match outcome {
@@ -304,11 +344,11 @@ impl Ingest {
             };
             match self.check(tenant, event).await? {
                 Checked::Passed(event) => {
-                    valid.push((event, EventId::generate(now)));
+                    valid.push((*event, EventId::generate(now)));
                     positions.push(position);
                     results.push(None);
                 }
-                Checked::Violates { event, refusal } => {
+                Checked::Refused { event, refusal } => {
                     results.push(Some(match self.replay_of(tenant, &event).await? {
                         Some(ingested) => {
                             self.accept(tenant, &event, &ingested);
@@ -374,18 +414,34 @@ impl Ingest {
         }
     }
 
-    /// Checks an event's data against the latest schema of its type, if the type has one.
+    /// Checks an event's data against the latest schema of its type, if the type has one,
+    /// within the check budget.
     async fn check(&self, tenant: &TenantId, event: NewEvent) -> Result<Checked, Refusal> {
         let Some(schema) = self.schemas.active(tenant, event.event_type()).await? else {
-            return Ok(Checked::Passed(event));
+            return Ok(Checked::Passed(Box::new(event)));
         };
-        Ok(match schema.compiled.check(event.data().as_value()) {
-            Ok(()) => Checked::Passed(event.checked_against(schema.version)),
-            Err(violations) => Checked::Violates {
-                event,
-                refusal: Refusal::SchemaViolation { version: schema.version, violations },
-            },
-        })
+        let version = schema.version;
+        let event = Arc::new(event);
+        let refusal = match self.checks.check(&schema, &event).await {
+            Verdict::Passed => {
+                // The check's share is gone: this takes the event back without a copy.
+                let event = Arc::unwrap_or_clone(event);
+                return Ok(Checked::Passed(Box::new(event.checked_against(version))));
+            }
+            Verdict::Violates(violations) => Refusal::SchemaViolation { version, violations },
+            Verdict::OverBudget => {
+                Refusal::CheckTooSlow { version, budget: self.checks.budget().max_time }
+            }
+            Verdict::Busy => {
+                return Err(Refusal::ChecksBusy { at_once: self.checks.budget().heavy_at_once })
+            }
+            Verdict::Failed(why) => {
+                return Err(Refusal::Failed(IngestError::Unknown(anyhow::anyhow!(
+                    "checking an event against its schema failed: {why}"
+                ))))
+            }
+        };
+        Ok(Checked::Refused { event, refusal })
     }
 
     /// The stored event this one is a retry of, if any: a retry is answered as a replay even
@@ -406,11 +462,12 @@ impl Ingest {
 /// What checking an event against its type's schema found.
 enum Checked {
     /// No schema, or the data satisfies it (the event then records the version).
-    Passed(NewEvent),
-    /// The data violates the schema.
-    Violates {
-        /// The event as parsed.
-        event: NewEvent,
+    Passed(Box<NewEvent>),
+    /// The data violates the schema, or could not be checked within the budget.
+    Refused {
+        /// The event as parsed (shared with a check that is still running, if it went over
+        /// its budget).
+        event: Arc<NewEvent>,
         /// The refusal, unless the event turns out to be a retry.
         refusal: Refusal,
     },

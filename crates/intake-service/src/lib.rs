@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod checks;
 pub mod debugger;
 pub mod ingest;
 pub mod labels;
@@ -17,6 +18,7 @@ pub mod schemas;
 pub mod view;
 
 pub use background::Background;
+pub use checks::{CheckBudget, SchemaChecks};
 pub use debugger::DebugHub;
 pub use ingest::{Incoming, Ingest, IngestObserver, Permit, Refusal, Stored, MAX_BATCH_ITEMS};
 pub use lifetime::{ErasureRefusal, LastRun, Lifetime};

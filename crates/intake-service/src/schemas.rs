@@ -177,7 +177,7 @@ impl SchemaCache {
     /// Puts a version in the cache (this server registered it, or the database has it), unless
     /// the cache already holds a newer one.
     pub fn install(&self, record: &SchemaRecord) {
-        let compiled = match CompiledSchema::compile(record.schema.clone(), &self.limits) {
+        let compiled = match CompiledSchema::recompile(record.schema.clone(), &self.limits) {
             Ok(compiled) => compiled,
             Err(error) => {
                 // Only a document accepted under other limits can fail here.

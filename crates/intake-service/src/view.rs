@@ -108,7 +108,7 @@ impl From<&Stored<Ingested>> for Accepted {
 
 /// A stored event as a structured CloudEvent: its attributes as it came (or `source`
 /// `/intake/<tenant>` and its event id, for a plain event), `recordedtime` when intake received
-/// it.
+/// it, and `reportedtime` and `senttime` when intake corrected `time` for the sender's clock.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = StoredCloudEvent)]
 pub struct CloudEventBody {
@@ -127,6 +127,17 @@ pub struct CloudEventBody {
     /// When intake received it.
     #[schema(format = DateTime)]
     recordedtime: String,
+    /// When intake corrected `time` for the sender's clock (its request's `sent_at` was off by
+    /// more than `limits.skew_correction_min`): `time` as the sender reported it (the plain
+    /// event's `occurred_at_reported`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    reportedtime: Option<String>,
+    /// When intake corrected `time` for the sender's clock: when the request says it was sent
+    /// (its `sent_at` or `Intake-Sent-At`; the plain event's `sent_at`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    senttime: Option<String>,
     /// `application/json` unless it came with another.
     datacontenttype: String,
     /// The subject within the source, when it came with one.
@@ -158,6 +169,12 @@ impl CloudEventBody {
         let (id, source, r#type) = (text("id"), text("source"), text("type"));
         let (time, recordedtime) = (text("time"), text("recordedtime"));
         let datacontenttype = text("datacontenttype");
+        let mut timestamp = |name: &str| match attributes.remove(name) {
+            Some(Value::String(s)) => Some(s),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        };
+        let (reportedtime, senttime) = (timestamp("reportedtime"), timestamp("senttime"));
         attributes.remove("specversion");
         Self {
             specversion: cloudevent::SPEC_VERSION,
@@ -166,6 +183,8 @@ impl CloudEventBody {
             r#type,
             time,
             recordedtime,
+            reportedtime,
+            senttime,
             datacontenttype,
             subject: attributes.remove("subject"),
             dataschema: attributes.remove("dataschema"),

@@ -8,7 +8,9 @@ use intake_domain::{
     EventType, Ingested, Limits, NewEvent, RateLimit, SchemaLimits, SchemaStore, TenantId,
 };
 use intake_ratelimit::MemoryRateLimiter;
-use intake_service::{Account, Incoming, Ingest, IngestObserver, RateLimits, Refusal, SchemaCache};
+use intake_service::{
+    Account, CheckBudget, Incoming, Ingest, IngestObserver, RateLimits, Refusal, SchemaCache,
+};
 use serde_json::{json, Value};
 
 /// What the observers were told, in order.
@@ -28,6 +30,8 @@ impl IngestObserver for Seen {
             Refusal::Invalid(_) => "invalid",
             Refusal::NotAnObject(_) => "not-an-object",
             Refusal::SchemaViolation { .. } => "schema-violation",
+            Refusal::CheckTooSlow { .. } => "check-too-slow",
+            Refusal::ChecksBusy { .. } => "checks-busy",
             Refusal::KeyReused { .. } => "key-reused",
             Refusal::Failed(_) => "failed",
         };
@@ -55,6 +59,10 @@ struct Fixture {
 }
 
 fn fixture(burst: u32) -> Fixture {
+    fixture_checking_within(burst, CheckBudget::default())
+}
+
+fn fixture_checking_within(burst: u32, budget: CheckBudget) -> Fixture {
     let events = Arc::new(MemoryEventStore::default());
     let schemas = Arc::new(MemorySchemaStore::default());
     let cache = Arc::new(SchemaCache::new(schemas.clone(), SchemaLimits::default()));
@@ -62,6 +70,7 @@ fn fixture(burst: u32) -> Fixture {
     let limits = RateLimits::new(Some(Arc::new(MemoryRateLimiter::default())), limit);
     let seen = Arc::new(Seen::default());
     let ingest = Ingest::new(events.clone(), cache.clone(), limits, Limits::default())
+        .checking_within(budget)
         .observed_by(seen.clone());
     let account = Account {
         tenant: TenantId::parse("acme").expect("tenant"),
@@ -137,6 +146,40 @@ async fn data_that_violates_its_schema_is_refused_unless_it_is_a_retry() {
     assert_eq!(violations.len(), 1);
     assert_eq!(f.events.len(), 1);
     assert_eq!(f.seen.take(), ["stored k1", "replayed k1", "schema-violation"]);
+}
+
+#[tokio::test]
+async fn a_check_over_its_budget_is_refused_unless_the_event_is_a_retry() {
+    let budget = CheckBudget { max_time: std::time::Duration::from_millis(1), heavy_at_once: 4 };
+    let f = fixture_checking_within(10, budget);
+    // 300 properties, each matched against 1,500 patterns: far more than a millisecond.
+    let data: serde_json::Map<String, Value> =
+        (0..300).map(|i| (format!("k{i}"), json!(i))).collect();
+    let data = Value::Object(data);
+    let permit = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let stored = f.ingest.single(permit, event("k1", data.clone()), None).await.expect("ok");
+    let patterns: serde_json::Map<String, Value> =
+        (0..1500).map(|i| (format!("^p{i}x$"), json!({"type": "string"}))).collect();
+    let event_type = EventType::parse("user.created").expect("type");
+    let schema = json!({"patternProperties": patterns});
+    let put = f.schemas.put(&f.account.tenant, &event_type, &schema).await.expect("put");
+    f.cache.install(&put.record);
+
+    let retry = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let replayed = f.ingest.single(retry, event("k1", data.clone()), None).await;
+    assert_eq!(replayed.expect("a retry is a replay").outcome.event_id, stored.outcome.event_id);
+    let new = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let refused = f.ingest.single(new, event("k2", data.clone()), None).await;
+    let Err(Refusal::CheckTooSlow { version: 1, budget: over }) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(over, budget.max_time);
+    // An event that is small enough is checked in place, within any budget.
+    let small = f.ingest.spend(&f.account, 1).await.expect("permit");
+    let checked = f.ingest.single(small, event("k3", json!({"p1x": "a"})), None).await;
+    assert!(checked.is_ok(), "{checked:?}");
+    assert_eq!(f.events.len(), 2);
+    assert_eq!(f.seen.take(), ["stored k1", "replayed k1", "check-too-slow", "stored k3"]);
 }
 
 #[tokio::test]

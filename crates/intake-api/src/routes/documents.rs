@@ -44,7 +44,10 @@ pub(crate) struct EventInput {
 }
 
 /// A CloudEvent 1.0 in structured mode (contract §11); besides the attributes below, extension
-/// attributes (names of 1–20 lowercase letters and digits; string, number or boolean values).
+/// attributes (names of 1–20 lowercase letters and digits; string, integer or boolean values, an
+/// integer being a CloudEvents Integer: -2147483648 to 2147483647, without fraction or exponent).
+/// No string attribute may hold a control character (U+0000–U+001F, U+007F–U+009F) or a Unicode
+/// noncharacter.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = CloudEvent)]
 pub(crate) struct CloudEventInput {
@@ -75,7 +78,8 @@ pub(crate) struct CloudEventInput {
     /// The schema of `data`.
     #[schema(nullable = false, min_length = 1)]
     dataschema: Option<String>,
-    /// The media type of `data` (JSON).
+    /// The media type of `data`: JSON (`application/json` or `application/…+json`, UTF-8); any
+    /// other is refused.
     #[schema(nullable = false, example = "application/json")]
     datacontenttype: Option<String>,
     /// The payload: a JSON object; absent is `{}`.

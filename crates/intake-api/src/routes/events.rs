@@ -5,7 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use intake_domain::cloudevent::Mode;
 use intake_domain::event::json_type_name;
-use intake_domain::{EventId, Ingested, TenantId};
+use intake_domain::{ErrorCode, EventId, FieldError, Ingested, TenantId};
 use intake_service::ingest::SENT_AT;
 use intake_service::view::CloudEventBody;
 use intake_service::{Accepted, EventBody, Incoming, Ingest, Refusal, MAX_BATCH_ITEMS};
@@ -19,8 +19,8 @@ use crate::body::{self, BodyLimits};
 use crate::problem::{refusal_problem, ApiError, FieldProblem};
 use crate::state::AppState;
 use crate::wire::{
-    as_written, binary_attributes, event_format, key_beside_body, wants_cloudevent, EventFormat,
-    CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER, SENT_AT_HEADER,
+    as_written, binary_attributes, event_format, key_beside_body, require_json_data,
+    wants_cloudevent, EventFormat, CLOUDEVENTS_JSON, IDEMPOTENCY_KEY_HEADER, SENT_AT_HEADER,
 };
 
 /// `POST /v1/events`: validate, store once, answer after commit.
@@ -62,9 +62,19 @@ pub(crate) async fn ingest(
 }
 
 /// The `Intake-Sent-At` header (§15), where a body cannot say when it was sent: CloudEvents.
-fn sent_at_header(req: &HttpRequest) -> Option<Value> {
-    let value = req.headers().get(SENT_AT_HEADER)?;
-    Some(Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()))
+/// Given twice it is refused, naming `sent_at`, as a body's field given twice is: taking either
+/// line would correct the events by a clock the sender may not have meant.
+fn sent_at_header(req: &HttpRequest) -> Result<Option<Value>, FieldError> {
+    let mut lines = req.headers().get_all(SENT_AT_HEADER);
+    let Some(value) = lines.next() else { return Ok(None) };
+    if lines.next().is_some() {
+        return Err(FieldError::new(
+            SENT_AT,
+            ErrorCode::DuplicateField,
+            "the Intake-Sent-At header is given more than once; send it once",
+        ));
+    }
+    Ok(Some(Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned())))
 }
 
 /// Tells the observers of a request whose body could not be read as events.
@@ -96,14 +106,25 @@ async fn read_event(
         }
         EventFormat::Structured => {
             let attributes = body::json_object(req, payload, limits).await?;
-            (Incoming::CloudEvent { attributes, mode: Mode::Structured }, sent_at_header(req))
+            let sent_at = sent_at_header(req).map_err(|e| ApiError::from(vec![e]))?;
+            (Incoming::CloudEvent { attributes, mode: Mode::Structured }, sent_at)
         }
         EventFormat::Binary => {
-            let mut attributes = binary_attributes(req.headers()).map_err(ApiError::from)?;
+            require_json_data(req.headers())?;
+            // Every header's problem at once: the ce-* attributes' and Intake-Sent-At's.
+            let (mut attributes, sent_at) =
+                match (binary_attributes(req.headers()), sent_at_header(req)) {
+                    (Ok(attributes), Ok(sent_at)) => (attributes, sent_at),
+                    (attributes, sent_at) => {
+                        let mut errors = attributes.err().unwrap_or_default();
+                        errors.extend(sent_at.err());
+                        return Err(ApiError::from(errors));
+                    }
+                };
             if let Some(data) = body::json_value(req, payload, limits).await? {
                 attributes.insert("data".into(), data);
             }
-            (Incoming::CloudEvent { attributes, mode: Mode::Binary }, sent_at_header(req))
+            (Incoming::CloudEvent { attributes, mode: Mode::Binary }, sent_at)
         }
     })
 }
@@ -267,8 +288,15 @@ pub(crate) async fn ingest_batch(
         EventFormat::Batched => body::json_value(&req, payload, state.batch_body).await,
         _ => body::json_object(&req, payload, state.batch_body).await.map(|o| Some(o.into())),
     };
-    let (items, sent_at) = match read.and_then(|body| batch_items(body, format)) {
-        Ok((items, sent_at)) => (items, sent_at.or_else(|| sent_at_header(&req))),
+    let read = read.and_then(|body| batch_items(body, format)).and_then(|(items, sent_at)| {
+        let sent_at = match sent_at {
+            Some(in_body) => Some(in_body),
+            None => sent_at_header(&req).map_err(|e| ApiError::from(vec![e]))?,
+        };
+        Ok((items, sent_at))
+    });
+    let (items, sent_at) = match read {
+        Ok(read) => read,
         Err(error) => {
             caller.read_budget(&req).await?;
             return refuse_unread(&state.ingest, caller.tenant(), Err(error));

@@ -149,6 +149,7 @@ pub fn table() -> Vec<Endpoint> {
                 &[
                     K::VALIDATION_FAILED,
                     K::SCHEMA_VIOLATION,
+                    K::SCHEMA_CHECK_TOO_SLOW,
                     K::IDEMPOTENCY_KEY_REUSED,
                     K::RATE_LIMITED,
                     K::OVERLOADED,
@@ -164,7 +165,11 @@ pub fn table() -> Vec<Endpoint> {
         endpoint::<__path_ingest_batch, _, _>(
             ingest_batch,
             Access::scope::<EventsWrite>(),
-            &[BODY, &[K::INVALID_BATCH, K::RATE_LIMITED], unavailable],
+            &[
+                BODY,
+                &[K::INVALID_BATCH, K::VALIDATION_FAILED, K::RATE_LIMITED, K::OVERLOADED],
+                unavailable,
+            ],
         ),
         endpoint::<__path_get_event, _, _>(
             get_event,

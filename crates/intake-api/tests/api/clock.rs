@@ -239,3 +239,97 @@ async fn a_correction_out_of_range_refuses_only_its_own_item_naming_occurred_at(
         expect_problem(app.post_events().body(single.to_string()), 400, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "occurred_at", "{problem}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_sent_at_header_given_twice_is_refused_naming_sent_at(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let sender_now = Utc::now() - Duration::minutes(5);
+    let binary = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "twice-1")
+        .header("ce-source", "/shop")
+        .header("ce-type", "order.placed")
+        .header("ce-time", rfc3339(sender_now))
+        .header("Intake-Sent-At", rfc3339(sender_now))
+        .header("Intake-Sent-At", rfc3339(Utc::now()))
+        .body("{}");
+    let (_, problem) = expect_problem(binary, 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "sent_at", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "duplicate_field", "{problem}");
+    // A batch of CloudEvents reads the header too.
+    let item = json!({"specversion": "1.0", "id": "twice-2", "source": "/shop",
+                      "type": "order.placed", "time": rfc3339(sender_now)});
+    let batched = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .header("Intake-Sent-At", rfc3339(sender_now))
+        .header("Intake-Sent-At", rfc3339(Utc::now()))
+        .body(json!([item]).to_string());
+    let (_, problem) = expect_problem(batched, 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "sent_at", "{problem}");
+    assert_eq!(app.event_count().await, 0);
+}
+
+/// An event read back as a structured CloudEvent.
+async fn read_as_cloudevent(app: &TestApp, answer: &Value) -> Value {
+    let id = answer["event_id"].as_str().unwrap_or_else(|| panic!("no event_id: {answer}"));
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/events/{id}")))
+        .bearer_auth(DEV_TOKEN)
+        .header(reqwest::header::ACCEPT, "application/cloudevents+json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_corrected_event_reads_back_as_a_cloudevent_with_what_the_sender_reported(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    // A plain event from a clock 10 minutes behind.
+    let sent = event("k1", Duration::minutes(10));
+    let answer: Value = app.post_event(&sent).await.json().await.expect("json");
+    let back = read_as_cloudevent(&app, &answer).await;
+    let plain = read(&app, &answer).await;
+    assert_eq!(instant(&back["time"]), instant(&plain["occurred_at"]), "{back}");
+    assert_eq!(instant(&back["reportedtime"]), instant(&sent["occurred_at"]), "{back}");
+    assert_eq!(instant(&back["senttime"]), instant(&sent["sent_at"]), "{back}");
+    // A binary CloudEvent from a clock 5 minutes ahead.
+    let sender_now = instant(&json!(rfc3339(Utc::now() + Duration::minutes(5))));
+    let response = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "ahead-1")
+        .header("ce-source", "/shop")
+        .header("ce-type", "order.placed")
+        .header("ce-time", rfc3339(sender_now - Duration::seconds(1)))
+        .header("Intake-Sent-At", rfc3339(sender_now))
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    let answer: Value = response.json().await.expect("json");
+    let back = read_as_cloudevent(&app, &answer).await;
+    assert_eq!(
+        instant(&back["reportedtime"]),
+        sender_now - Duration::seconds(1),
+        "the time the sender reported: {back}"
+    );
+    assert_eq!(instant(&back["senttime"]), sender_now, "{back}");
+    // Uncorrected: neither attribute.
+    let answer: Value =
+        app.post_event(&event("k2", Duration::seconds(5))).await.json().await.expect("json");
+    let back = read_as_cloudevent(&app, &answer).await;
+    assert!(back.get("reportedtime").is_none() && back.get("senttime").is_none(), "{back}");
+}

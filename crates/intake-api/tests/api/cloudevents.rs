@@ -6,7 +6,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::helpers::{gzip, spawn_app, TestApp, DEV_TOKEN};
+use crate::helpers::{expect_problem, gzip, spawn_app, TestApp, DEV_TOKEN};
 
 fn structured(id: &str, data: Value) -> Value {
     json!({
@@ -355,4 +355,162 @@ async fn binary_headers_are_stored_as_sent_or_refused_naming_the_attribute(pool:
             .unwrap_or_default();
         assert!(fields.contains(&field), "{what}: {field} not named in {problem}");
     }
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn control_characters_and_numbers_outside_int32_are_refused_in_every_mode(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let field_codes = |problem: &Value| -> Vec<(String, String)> {
+        problem["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["field"].as_str().unwrap_or("").into(),
+                            e["code"].as_str().unwrap_or("").into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Structured mode: every string attribute, and extensions.
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("id", json!("A\u{0}1"), "invalid_character"),
+        ("source", json!("/shop\n"), "invalid_character"),
+        ("subject", json!("order\r\n17"), "invalid_character"),
+        ("dataschema", json!("https://x.example/\u{7f}"), "invalid_character"),
+        ("datacontenttype", json!("application/json\t"), "invalid_character"),
+        ("traceparent", json!("00-\u{9b}-01"), "invalid_character"),
+        ("priority", json!(2_147_483_648_i64), "number_out_of_range"),
+        ("priority", json!(1.5), "invalid_type"),
+    ];
+    for (attribute, value, code) in &cases {
+        let mut event = structured("X-1", json!({}));
+        event[*attribute] = value.clone();
+        let response = post_structured(&app, &event).await;
+        assert_eq!(response.status(), 400, "{attribute} = {value}");
+        let problem: Value = response.json().await.expect("json");
+        assert!(
+            field_codes(&problem).contains(&((*attribute).into(), (*code).into())),
+            "{attribute} = {value}: {problem}"
+        );
+    }
+    // Binary mode: a percent-encoded control character, named by its header.
+    let response = binary(&app, "X-2")
+        .header("ce-subject", "order%0A17")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.expect("json");
+    assert!(
+        field_codes(&problem).contains(&("ce-subject".into(), "invalid_character".into())),
+        "{problem}"
+    );
+    // Batched mode: each bad item gets its errors, the good one is stored.
+    let mut bad_id = structured("X-3", json!({}));
+    bad_id["id"] = json!("X-3\u{1b}[31m");
+    let mut bad_number = structured("X-4", json!({}));
+    bad_number["priority"] = json!(-2_147_483_649_i64);
+    let batch = json!([bad_id, bad_number, structured("X-5", json!({}))]);
+    let response = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .body(batch.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        field_codes(&body["results"][0]),
+        [("id".to_owned(), "invalid_character".to_owned())],
+        "{body}"
+    );
+    assert_eq!(
+        field_codes(&body["results"][1]),
+        [("priority".to_owned(), "number_out_of_range".to_owned())],
+        "{body}"
+    );
+    assert_eq!(body["results"][2]["status"], "ok", "{body}");
+    assert_eq!(app.event_count().await, 1);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn data_declared_as_anything_but_json_is_refused_never_stored_as_json(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let bare = |id: &str| {
+        app.client
+            .post(app.url("/v1/events"))
+            .bearer_auth(DEV_TOKEN)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", id)
+            .header("ce-source", "https://shop.example/orders")
+            .header("ce-type", "com.example.order.placed")
+            .header("ce-time", "2025-12-22T10:30:00Z")
+    };
+    // Binary mode: the data's media type is the body's, so anything but JSON is a 415.
+    let unsupported = [
+        ("ce-datacontenttype alone", bare("D-1").header("ce-datacontenttype", "text/plain")),
+        (
+            "ce-datacontenttype beside a JSON Content-Type",
+            binary(&app, "D-2").header("ce-datacontenttype", "application/xml"),
+        ),
+        ("a Content-Type that is not JSON", bare("D-3").header(CONTENT_TYPE, "text/csv")),
+    ];
+    for (what, request) in unsupported {
+        let (_, problem) =
+            expect_problem(request.body("{}"), 415, "unsupported-content-type").await;
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| d.to_lowercase().contains("json")),
+            "{what}: {problem}"
+        );
+    }
+    // Two JSON types that disagree: the attribute is given twice, differently.
+    let twice = binary(&app, "D-4").header("ce-datacontenttype", "application/geo+json");
+    let (_, problem) = expect_problem(twice.body("{}"), 400, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "ce-datacontenttype", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "duplicate_field", "{problem}");
+    // The same type twice is fine, and so is a JSON ce-datacontenttype alone.
+    let same = binary(&app, "D-5").header("ce-datacontenttype", "Application/JSON");
+    assert_eq!(same.body("{}").send().await.expect("sent").status(), 200);
+    let alone = bare("D-6").header("ce-datacontenttype", "application/vnd.shop+json");
+    let alone = alone.body(r#"{"order":1}"#).send().await.expect("sent");
+    assert_eq!(alone.status(), 200);
+    let stored: Value = alone.json().await.expect("json");
+    let back = read_as_cloudevent(&app, stored["event_id"].as_str().expect("id")).await;
+    assert_eq!(back["datacontenttype"], "application/vnd.shop+json");
+    // Structured and batched modes: the attribute is refused, naming it.
+    let mut text = structured("D-7", json!({}));
+    text["datacontenttype"] = json!("text/plain");
+    let (_, problem) = expect_problem(
+        app.client
+            .post(app.url("/v1/events"))
+            .bearer_auth(DEV_TOKEN)
+            .header(CONTENT_TYPE, "application/cloudevents+json")
+            .body(text.to_string()),
+        400,
+        "validation-failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "datacontenttype", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "unsupported_content_type", "{problem}");
+    let batch = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .bearer_auth(DEV_TOKEN)
+        .header(CONTENT_TYPE, "application/cloudevents-batch+json")
+        .body(json!([text]).to_string())
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = batch.json().await.expect("json");
+    assert_eq!(body["results"][0]["errors"][0]["field"], "datacontenttype", "{body}");
+    assert_eq!(app.event_count().await, 2);
 }

@@ -455,3 +455,129 @@ async fn a_schema_whose_check_would_be_exponential_is_refused_at_put(pool: PgPoo
     let accepted = app.post_event(&event("t-1", "deep.tree", data)).await;
     assert_eq!(accepted.status(), 200);
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_number_beyond_what_a_check_compares_is_refused_naming_it_never_misjudged(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let schema = json!({"type": "object", "properties": {"n": {"maximum": 10}}});
+    assert_eq!(put(&app, "num.check", &schema).await.0, 201);
+    // As text: json! would turn these numbers into f64s first.
+    let body = |key: &str, n: &str| {
+        format!(
+            r#"{{"event_type":"num.check","occurred_at":"2025-12-22T10:30:00Z","idempotency_key":"{key}","data":{{"n":{n}}}}}"#
+        )
+    };
+    // 1e-400 is more than 0 and less than 10: as an f64 it is 0, and 1e400 is infinite.
+    for (key, n) in [("n-1", "1e-400"), ("n-2", "1e400"), ("n-3", "-1e400")] {
+        let response = app.post_events().body(body(key, n)).send().await.expect("sent");
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.expect("json");
+        assert_eq!(status, 400, "{n}: {problem}");
+        assert_eq!(problem["type"], "/docs/troubleshooting#schema-violation", "{n}: {problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/data/n", "{n}: {problem}");
+        let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("64-bit float"), "{n}: {problem}");
+    }
+    // Within range, the check goes on as before.
+    assert_eq!(
+        app.post_events().body(body("n-4", "9.5")).send().await.expect("sent").status(),
+        200
+    );
+    assert_eq!(
+        app.post_events().body(body("n-5", "1e300")).send().await.expect("sent").status(),
+        400
+    );
+    // A type without a schema stores such numbers as they were written.
+    let unchecked = body("n-6", "1e-400").replace("num.check", "num.free");
+    assert_eq!(app.post_events().body(unchecked).send().await.expect("sent").status(), 200);
+    // A schema comparing with such a number is refused at PUT, naming it.
+    let (status, problem) =
+        put(&app, "num.tiny", &serde_json::from_str(r#"{"minimum":1e-400}"#).expect("json")).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("/minimum")), "{problem}");
+    assert_eq!(app.event_count().await, 2);
+}
+
+/// A legal schema whose check is heavy: every property of the data is matched against 1,500
+/// patterns.
+fn many_patterns() -> Value {
+    let patterns: serde_json::Map<String, Value> =
+        (0..1500).map(|i| (format!("^p{i}x$"), json!({"type": "string"}))).collect();
+    json!({"type": "object", "patternProperties": patterns})
+}
+
+/// An event of `heavy.check` whose data has 30,000 properties (about 400 KB).
+fn many_properties(key: &str) -> String {
+    let data: serde_json::Map<String, Value> =
+        (0..30_000).map(|i| (format!("k{i}"), json!(i))).collect();
+    event(key, "heavy.check", Value::Object(data)).to_string()
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_heavy_schema_check_stalls_no_other_request_and_ends_within_its_budget(pool: PgPool) {
+    // One worker: a check on its thread would hold up every other request.
+    let mut settings = crate::helpers::local_settings();
+    settings.server.workers = 1;
+    let app = crate::helpers::spawn_app_with(pool, settings).await;
+    assert_eq!(put(&app, "heavy.check", &many_patterns()).await.0, 201);
+    let started = Instant::now();
+    let heavy = tokio::spawn(app.post_events().body(many_properties("h-1")).send());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let asked = Instant::now();
+    let health = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    let waited = asked.elapsed();
+    assert_eq!(health.status(), 200);
+    assert!(waited < Duration::from_millis(500), "/healthz waited {waited:?} for the check");
+    let answer = heavy.await.expect("joined").expect("sent");
+    let took = started.elapsed();
+    assert_eq!(answer.status(), 422);
+    let problem: Value = answer.json().await.expect("json");
+    assert_eq!(problem["type"], "/docs/troubleshooting#schema-check-too-slow", "{problem}");
+    assert_eq!(problem["schema_version"], 1, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "data", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "schema_check_too_slow", "{problem}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}, the budget is 250 ms");
+    println!("/healthz answered in {waited:?} during the check; the event in {took:?}");
+    // An ordinary event of the type is checked and stored as ever.
+    let light = event("h-2", "heavy.check", json!({"p7x": "a string"}));
+    assert_eq!(app.post_event(&light).await.status(), 200);
+    // In a batch, the heavy item gets the error and the others are stored.
+    let heavy: Value = serde_json::from_str(&many_properties("h-3")).expect("json");
+    let light = event("h-4", "heavy.check", json!({}));
+    let batch = json!({"events": [heavy, light]}).to_string();
+    let response = app.post_batch().body(batch).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["results"][0]["errors"][0]["code"], "schema_check_too_slow", "{answer}");
+    assert_eq!(answer["results"][1]["status"], "ok", "{answer}");
+    assert_eq!(app.event_count().await, 2);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn heavy_checks_beyond_the_configured_number_get_503_with_retry_after(pool: PgPool) {
+    let mut settings = crate::helpers::local_settings();
+    settings.schemas.heavy_checks = 1;
+    let app = crate::helpers::spawn_app_with(pool, settings).await;
+    assert_eq!(put(&app, "heavy.check", &many_patterns()).await.0, 201);
+    let sends: Vec<_> = (0..3)
+        .map(|i| tokio::spawn(app.post_events().body(many_properties(&format!("b-{i}"))).send()))
+        .collect();
+    let mut answers = Vec::new();
+    for send in sends {
+        let response = send.await.expect("joined").expect("sent");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.expect("json");
+        answers.push((status, problem["type"].clone(), retry_after));
+    }
+    answers.sort_by_key(|(status, _, _)| *status);
+    let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+    // One check holds the only slot past its budget; the others wait for it no longer than
+    // theirs.
+    assert_eq!(statuses, [422, 503, 503], "{answers:?}");
+    for (_, kind, retry_after) in &answers[1..] {
+        assert_eq!(kind, "/docs/troubleshooting#overloaded", "{answers:?}");
+        assert!(retry_after.is_some(), "{answers:?}");
+    }
+    assert_eq!(app.event_count().await, 0);
+}
