@@ -4,11 +4,9 @@
 //! valid. [`crate::NewEvent`] puts them together.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use crate::validation::{ErrorCode, FieldError, Limits};
 
@@ -16,11 +14,6 @@ use crate::validation::{ErrorCode, FieldError, Limits};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tenant {0:?} must be 1-64 characters of lower-case letters, digits, '-' and '_'")]
 pub struct InvalidTenantId(String);
-
-/// A string that is not an event id (`evt_` followed by 32 hex digits).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an event id (evt_ followed by 32 hex digits)")]
-pub struct InvalidEventId(String);
 
 /// The tenant a token belongs to; every event and key is scoped to one.
 ///
@@ -54,49 +47,14 @@ impl fmt::Display for TenantId {
     }
 }
 
-/// A stored event's id: a time-ordered UUID (v7), written `evt_` + 32 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EventId(Uuid);
-
-impl EventId {
-    const PREFIX: &'static str = "evt_";
-
-    /// A new id for an event received at `now`.
-    pub fn generate(now: DateTime<Utc>) -> Self {
-        let secs = u64::try_from(now.timestamp()).unwrap_or(0);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, now.timestamp_subsec_nanos());
-        Self(Uuid::new_v7(ts))
-    }
-
-    /// Wraps a UUID read from storage.
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    /// The UUID behind the id.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, self.0.simple())
-    }
-}
-
-impl FromStr for EventId {
-    type Err = InvalidEventId;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || InvalidEventId(s.to_owned());
-        let hex = s.strip_prefix(Self::PREFIX).ok_or_else(invalid)?;
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid());
-        }
-        Uuid::try_parse(hex).map(Self).map_err(|_| invalid())
-    }
-}
+crate::id::prefixed_id!(
+    /// A stored event's id: a time-ordered UUID (v7) made when the event was received, written
+    /// `evt_` + 32 hex digits.
+    EventId,
+    InvalidEventId,
+    "evt_",
+    "an event id"
+);
 
 /// What happened, like `user.created`: 1–128 ASCII letters, digits and `. _ - :`, starting with a
 /// letter or digit.

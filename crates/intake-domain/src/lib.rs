@@ -10,6 +10,7 @@ pub mod debugger;
 pub mod event;
 pub mod feed;
 pub mod fingerprint;
+mod id;
 pub mod lifetime;
 pub mod new_event;
 pub mod ports;

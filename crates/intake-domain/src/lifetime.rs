@@ -1,13 +1,10 @@
 //! How long events and keys live, and erasure (contract §14): the values, and what one
 //! maintenance run did.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use crate::event::EventType;
 use crate::validation::{ErrorCode, FieldError};
@@ -67,54 +64,13 @@ pub enum EraseOutcome {
     NotFound,
 }
 
-/// A string that is not an erasure id (`era_` followed by 32 hex digits).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an erasure id (era_ followed by 32 hex digits)")]
-pub struct InvalidErasureId(String);
-
-/// An erasure by content's id, written `era_` + 32 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ErasureId(Uuid);
-
-impl ErasureId {
-    const PREFIX: &'static str = "era_";
-
-    /// A new id.
-    pub fn generate(now: DateTime<Utc>) -> Self {
-        let secs = u64::try_from(now.timestamp()).unwrap_or(0);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, now.timestamp_subsec_nanos());
-        Self(Uuid::new_v7(ts))
-    }
-
-    /// Wraps a UUID read from storage.
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    /// The UUID behind the id.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for ErasureId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, self.0.simple())
-    }
-}
-
-impl FromStr for ErasureId {
-    type Err = InvalidErasureId;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || InvalidErasureId(s.to_owned());
-        let hex = s.strip_prefix(Self::PREFIX).ok_or_else(invalid)?;
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid());
-        }
-        Uuid::try_parse(hex).map(Self).map_err(|_| invalid())
-    }
-}
+crate::id::prefixed_id!(
+    /// An erasure by content's id, written `era_` + 32 hex digits.
+    ErasureId,
+    InvalidErasureId,
+    "era_",
+    "an erasure id"
+);
 
 /// Where an erasure by content stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

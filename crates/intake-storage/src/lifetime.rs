@@ -292,13 +292,7 @@ impl PgStore {
         // The next generation's table exists before it becomes current, so that the rotation
         // itself is one row, made while no ingest transaction is in flight.
         let next = current + 1;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS event_keys_g{next} PARTITION OF event_keys
-             FOR VALUES IN ({next})"
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
+        Self::prepare_generation(conn, next).await?;
         if now - started >= span {
             Self::rotate_on(conn, next).await?;
             report.key_generations_started += 1;
@@ -335,6 +329,21 @@ impl PgStore {
             report.keys_dropped += held.unsigned_abs();
         }
         Ok(due)
+    }
+
+    /// Creates the table of key generation `generation`, unless it exists.
+    async fn prepare_generation(
+        conn: &mut PgConnection,
+        generation: i32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS event_keys_g{generation} PARTITION OF event_keys
+             FOR VALUES IN ({generation})"
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+        Ok(())
     }
 
     /// Makes `next` the current key generation (its table exists): under the exclusive
@@ -376,13 +385,7 @@ impl PgStore {
         .await
         .map_err(classify)?;
         let next = current + 1;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS event_keys_g{next} PARTITION OF event_keys
-             FOR VALUES IN ({next})"
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
+        Self::prepare_generation(&mut conn, next).await?;
         Self::rotate_on(&mut conn, next).await?;
         Ok(next)
     }
