@@ -187,6 +187,8 @@ CREATE TABLE erasures (
         CHECK (status IN ('pending', 'running', 'done', 'failed'))
 );
 CREATE INDEX erasures_unfinished_idx ON erasures (created_at) WHERE status IN ('pending', 'running');
+-- How many a tenant has (each is capped).
+CREATE INDEX erasures_tenant_idx ON erasures (tenant_id, status);
 
 -- Notices of erased events a relay had already published (contract §14): the relay publishes
 -- each on <prefix>.<tenant>.$erased once, then removes it.

@@ -36,9 +36,9 @@ pub use lifetime::{
 };
 pub use new_event::{KeyBesideBody, NewEvent};
 pub use ports::{
-    BatchOutcome, ErasedNotice, EventStore, HealthCheck, IngestError, Ingested, KeyHolder,
-    LifetimeStore, ParkedEvent, Readiness, RelayClaims, RelayPage, RelayStore, SchemaChange,
-    SchemaChangeFeed, SchemaStore, StoreError, TokenStore,
+    BatchOutcome, ErasedNotice, ErasureCounts, EventStore, HealthCheck, IngestError, Ingested,
+    KeyHolder, LifetimeStore, ParkedEvent, Readiness, RelayClaims, RelayPage, RelayStore,
+    SchemaChange, SchemaChangeFeed, SchemaStore, StoreError, TokenStore,
 };
 pub use rate::{Budget, RateLimit, RateLimiter};
 pub use schema::{

@@ -17,8 +17,8 @@ use crate::lifetime::{
 };
 use crate::new_event::NewEvent;
 use crate::ports::{
-    BatchOutcome, EventStore, HealthCheck, IngestError, Ingested, KeyHolder, LifetimeStore,
-    Readiness, SchemaStore, StoreError, TokenStore,
+    BatchOutcome, ErasureCounts, EventStore, HealthCheck, IngestError, Ingested, KeyHolder,
+    LifetimeStore, Readiness, SchemaStore, StoreError, TokenStore,
 };
 use crate::rate::RateLimit;
 use crate::schema::{SchemaPut, SchemaRecord};
@@ -252,8 +252,15 @@ impl LifetimeStore for MemoryEventStore {
             .map(|(_, record)| record.clone()))
     }
 
-    async fn unfinished_erasures(&self, _tenant: &TenantId) -> Result<u64, StoreError> {
-        Ok(0)
+    async fn erasure_counts(&self, tenant: &TenantId) -> Result<ErasureCounts, StoreError> {
+        let kept = self
+            .erasures
+            .lock()
+            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("poisoned")))?
+            .iter()
+            .filter(|(t, _)| t == tenant)
+            .count();
+        Ok(ErasureCounts { unfinished: 0, kept: kept as u64 })
     }
 
     async fn erasure_step(&self, _max_events: u32) -> Result<bool, StoreError> {

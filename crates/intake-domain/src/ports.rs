@@ -256,8 +256,9 @@ pub trait LifetimeStore: std::fmt::Debug + Send + Sync + 'static {
         id: ErasureId,
     ) -> Result<Option<ErasureRecord>, StoreError>;
 
-    /// The erasures of the tenant not finished yet.
-    async fn unfinished_erasures(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+    /// The erasures of the tenant kept now (until maintenance forgets finished ones), and how
+    /// many of them are not finished yet.
+    async fn erasure_counts(&self, tenant: &TenantId) -> Result<ErasureCounts, StoreError>;
 
     /// One bounded step of the oldest unfinished erasure no other server is stepping: erases
     /// the matching events among the next `max_events` of its tenant's feed. `false` when there
@@ -266,6 +267,15 @@ pub trait LifetimeStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// Storage's lifetime state, for metrics.
     async fn lifetime_stats(&self) -> Result<LifetimeStats, StoreError>;
+}
+
+/// How many erasures a tenant has ([`LifetimeStore::erasure_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErasureCounts {
+    /// Waiting or running.
+    pub unfinished: u64,
+    /// Every one kept, finished or not.
+    pub kept: u64,
 }
 
 /// Whether storage is ready to serve: it answers, and its schema is current.

@@ -15,6 +15,10 @@ use crate::background::Background;
 /// The most erasures by content a tenant may have waiting or running at once.
 pub const MAX_UNFINISHED_ERASURES: u64 = 100;
 
+/// The most erasures by content kept for a tenant (finished ones are forgotten with the events
+/// they could have erased: after `retention.events`, or 30 days when events are kept forever).
+pub const MAX_KEPT_ERASURES: u64 = 10_000;
+
 /// Events an erasure step reads at most: a step is one short transaction.
 pub const ERASURE_STEP_EVENTS: u32 = 1000;
 
@@ -44,7 +48,13 @@ pub struct Lifetime {
     retention: Retention,
     interval: Duration,
     last: Mutex<LastRun>,
+    /// The last stats read, and when: `/metrics` is public, so a flood of scrapes reads storage
+    /// at most once per [`STATS_TTL`].
+    stats: tokio::sync::Mutex<Option<(std::time::Instant, intake_domain::LifetimeStats)>>,
 }
+
+/// How long storage's lifetime stats are reused.
+const STATS_TTL: Duration = Duration::from_secs(2);
 
 /// Why an erasure by content was not recorded.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +62,9 @@ pub enum ErasureRefusal {
     /// The tenant has too many erasures waiting or running.
     #[error("{MAX_UNFINISHED_ERASURES} erasures of this tenant are waiting or running")]
     TooMany,
+    /// The tenant has made as many erasures as are kept.
+    #[error("{MAX_KEPT_ERASURES} erasures of this tenant are kept")]
+    TooManyKept,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -61,7 +74,13 @@ impl Lifetime {
     /// Over `store`, keeping events and keys as `retention` says, maintaining every `interval`
     /// at the latest.
     pub fn new(store: Arc<dyn LifetimeStore>, retention: Retention, interval: Duration) -> Self {
-        Self { store, retention, interval, last: Mutex::new(LastRun::default()) }
+        Self {
+            store,
+            retention,
+            interval,
+            last: Mutex::new(LastRun::default()),
+            stats: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// How long events and keys are kept.
@@ -172,8 +191,12 @@ impl Lifetime {
         tenant: &TenantId,
         request: &ErasureRequest,
     ) -> Result<ErasureRecord, ErasureRefusal> {
-        if self.store.unfinished_erasures(tenant).await? >= MAX_UNFINISHED_ERASURES {
+        let counts = self.store.erasure_counts(tenant).await?;
+        if counts.unfinished >= MAX_UNFINISHED_ERASURES {
             return Err(ErasureRefusal::TooMany);
+        }
+        if counts.kept >= MAX_KEPT_ERASURES {
+            return Err(ErasureRefusal::TooManyKept);
         }
         let id = ErasureId::generate(Utc::now());
         Ok(self.store.create_erasure(tenant, id, request).await?)
@@ -188,8 +211,17 @@ impl Lifetime {
         self.store.erasure(tenant, id).await
     }
 
-    /// Storage's lifetime state, for metrics.
+    /// Storage's lifetime state, for metrics: read at most once per [`STATS_TTL`] (concurrent
+    /// callers wait for the one read).
     pub async fn stats(&self) -> Result<intake_domain::LifetimeStats, StoreError> {
-        self.store.lifetime_stats().await
+        let mut cached = self.stats.lock().await;
+        if let Some((at, stats)) = cached.as_ref() {
+            if at.elapsed() < STATS_TTL {
+                return Ok(stats.clone());
+            }
+        }
+        let stats = self.store.lifetime_stats().await?;
+        *cached = Some((std::time::Instant::now(), stats.clone()));
+        Ok(stats)
     }
 }

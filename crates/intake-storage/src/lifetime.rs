@@ -25,8 +25,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use intake_domain::{
-    EraseOutcome, ErasureId, ErasureRecord, ErasureRequest, ErasureStatus, EventId, EventType,
-    LifetimeStats, LifetimeStore, MaintenanceReport, Retention, StoreError, TenantId,
+    EraseOutcome, ErasureCounts, ErasureId, ErasureRecord, ErasureRequest, ErasureStatus, EventId,
+    EventType, LifetimeStats, LifetimeStore, MaintenanceReport, Retention, StoreError, TenantId,
 };
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -256,15 +256,17 @@ impl PgStore {
                 .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
-            sqlx::query!(
-                "DELETE FROM erasures
-                 WHERE status IN ('done', 'failed') AND finished_at < $1",
-                instant(cutoff)
-            )
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
         }
+        // Finished erasures, once the events they could have erased would have expired (30
+        // days when events are kept forever): a tenant's are capped, so they must go.
+        let forget = retention.map_or(30 * DAY, millis);
+        sqlx::query!(
+            "DELETE FROM erasures WHERE status IN ('done', 'failed') AND finished_at < $1",
+            instant(now - forget)
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
         Ok(due)
     }
 
@@ -622,16 +624,20 @@ impl LifetimeStore for PgStore {
         row.map(ErasureRow::into_record).transpose()
     }
 
-    async fn unfinished_erasures(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let count = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "count!" FROM erasures
-               WHERE tenant_id = $1 AND status IN ('pending', 'running')"#,
+    async fn erasure_counts(&self, tenant: &TenantId) -> Result<ErasureCounts, StoreError> {
+        let row = sqlx::query!(
+            r#"SELECT count(*) FILTER (WHERE status IN ('pending', 'running')) AS "unfinished!",
+                      count(*) AS "kept!"
+               FROM erasures WHERE tenant_id = $1"#,
             tenant.as_str(),
         )
         .fetch_one(&mut *self.acquire().await?)
         .await
         .map_err(classify)?;
-        Ok(count.unsigned_abs())
+        Ok(ErasureCounts {
+            unfinished: row.unfinished.unsigned_abs(),
+            kept: row.kept.unsigned_abs(),
+        })
     }
 
     async fn erasure_step(&self, max_events: u32) -> Result<bool, StoreError> {

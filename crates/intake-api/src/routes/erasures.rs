@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use intake_domain::{EraseOutcome, ErasureId, ErasureRecord, ErasureRequest, EventId};
-use intake_service::lifetime::MAX_UNFINISHED_ERASURES;
 use intake_service::ErasureRefusal;
 use serde::Serialize;
 use serde_json::Value;
@@ -111,10 +110,8 @@ pub(crate) async fn create_erasure(
         .map_err(|errors| ApiError::InvalidErasure(field_problems(errors)))?;
     let record = match state.lifetime.create_erasure(caller.tenant(), &request).await {
         Ok(record) => record,
-        Err(ErasureRefusal::TooMany) => {
-            return Err(ApiError::TooManyErasures(format!(
-                "{MAX_UNFINISHED_ERASURES} erasures of this tenant are waiting or running"
-            )))
+        Err(refusal @ (ErasureRefusal::TooMany | ErasureRefusal::TooManyKept)) => {
+            return Err(ApiError::TooManyErasures(refusal.to_string()))
         }
         Err(ErasureRefusal::Store(error)) => return Err(error.into()),
     };

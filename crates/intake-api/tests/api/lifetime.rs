@@ -192,3 +192,25 @@ async fn after_the_keys_window_the_same_key_stores_a_new_event(pool: PgPool) {
         .expect("runs");
     assert!(runs >= 3, "maintenance runs every interval: {runs}");
 }
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn a_tenant_may_have_a_hundred_erasures_waiting(pool: PgPool) {
+    use intake_domain::{ErasureRequest, Retention, TenantId};
+    use intake_service::{ErasureRefusal, Lifetime};
+
+    // No erasure worker runs here: every erasure made stays pending.
+    let store = std::sync::Arc::new(intake_storage::PgStore::new(pool));
+    let retention = Retention { events: None, keys: Duration::from_secs(600) };
+    let lifetime = Lifetime::new(store, retention, Duration::from_secs(60));
+    let (dev, other) =
+        (TenantId::parse("dev").expect("tenant"), TenantId::parse("other").expect("tenant"));
+    let request = ErasureRequest::parse(json!({"pointer": "/user_id", "equals": "u_1"}))
+        .expect("valid request");
+    for _ in 0..100 {
+        lifetime.create_erasure(&dev, &request).await.expect("within the cap");
+    }
+    let refused = lifetime.create_erasure(&dev, &request).await;
+    assert!(matches!(refused, Err(ErasureRefusal::TooMany)), "{refused:?}");
+    // Another tenant's count is its own.
+    lifetime.create_erasure(&other, &request).await.expect("another tenant's first");
+}
