@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 DB_NAME ?= intake
 
-.PHONY: docker-check run test test-python lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench openapi tools browser compose-check schemathesis fuzz
+.PHONY: docker-check run test test-python lint fmt fmt-check sqlx-prepare sqlx-check migrate db-up db-down build bench bench-lifetime openapi tools browser compose-check schemathesis fuzz
 
 # What the tests use beyond cargo: a real OpenAPI validator, schemathesis and the official
 # Python CloudEvents SDK in a virtualenv of their own; the official JavaScript CloudEvents SDK
@@ -153,3 +153,11 @@ bench:
 	PGBENCH=$$pgbench INTAKE_BENCH_PYTHON=$(PY_CLIENT_VENV)/bin/python \
 	  env -u DATABASE_URL INTAKE_DB_PROBE_PORT=1 \
 	  scripts/db with scripts/redis with scripts/nats with $(CARGO) bench --bench ingest
+
+## Storage lifetime under load, every figure in one run (see scripts/bench-lifetime): single-event
+## ingest with BENCH_EVENTS (50,000,000) events stored over 30 daily partitions and with the keys
+## window full, against an empty database of the same layout; an erasure and a partition drop
+## while ingesting; disk after retention drops 10 of 30 days. A throwaway PostgreSQL cluster of
+## its own (removed afterwards), release build, wrk. Not part of make test.
+bench-lifetime:
+	CARGO="$(CARGO)" scripts/bench-lifetime
