@@ -20,7 +20,7 @@ pub const MAX_UNFINISHED_ERASURES: u64 = 100;
 pub const MAX_KEPT_ERASURES: u64 = 10_000;
 
 /// Events an erasure step reads at most: a step is one short transaction.
-pub const ERASURE_STEP_EVENTS: u32 = 1000;
+pub const ERASURE_STEP_EVENTS: u32 = 5000;
 
 /// The shortest pause between two maintenance runs, whatever is due.
 const MIN_PAUSE: Duration = Duration::from_millis(200);
@@ -155,7 +155,7 @@ impl Lifetime {
             loop {
                 match lifetime.store.erasure_step(ERASURE_STEP_EVENTS).await {
                     // A short yield between steps: ingest goes first.
-                    Ok(true) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Ok(true) => tokio::time::sleep(Duration::from_millis(1)).await,
                     Ok(false) => tokio::time::sleep(ERASURE_IDLE).await,
                     Err(error) => {
                         tracing::warn!(error = %format!("{error:#}"), "an erasure step failed; retrying");

@@ -664,26 +664,40 @@ impl LifetimeStore for PgStore {
         let equals: Value = serde_json::from_str(&erasure.equals).map_err(|e| {
             StoreError::Unknown(anyhow!("erasure {}: equals: {e}", erasure.erasure_id))
         })?;
+        // The scalar as intake writes JSON (numbers as sent, strings escaped alike).
+        let needle = intake_domain::event::stored_text(&equals);
+        let equals: Value = serde_json::from_str(&needle).unwrap_or(equals);
         lock_relay_tenant(&mut tx, &tenant, true).await?;
         // The next events of the tenant's feed, in feed order, each with what its data holds at
-        // the pointer (as JSON text; NULL when nothing). Only events whose writer has finished
-        // (below the feed's horizon) and that were stored before the erasure was made.
+        // the pointer (as JSON text; NULL when nothing, or when the scalar's JSON text does not
+        // occur in the data's at all: a match always does, as data is kept as JSON text with
+        // strings escaped as intake writes them, so the quick text search spares parsing the
+        // rest). Only events whose writer has finished (below the feed's horizon) and that
+        // were stored before the erasure was made.
         let page = sqlx::query!(
-            r#"SELECT event_id, event_type, tx_id::text AS "tx_text!", seq,
-                      json_extract_path(data, VARIADIC $5::text[])::text AS found
-               FROM events
-               WHERE tenant_id = $1
-                 AND (tx_id, seq) > ($2::text::xid8, $3)
-                 AND tx_id < $4::text::xid8
-                 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-               ORDER BY events.tx_id, events.seq
-               LIMIT $6"#,
+            r#"SELECT event_id AS "event_id!", event_type AS "event_type!",
+                      tx_id::text AS "tx_text!", seq AS "seq!",
+                      CASE WHEN strpos(data::text, $7) > 0
+                           THEN json_extract_path(data, VARIADIC $5::text[])::text
+                      END AS found
+               FROM (
+                   SELECT event_id, event_type, tx_id, seq, data
+                   FROM events
+                   WHERE tenant_id = $1
+                     AND (tx_id, seq) > ($2::text::xid8, $3)
+                     AND tx_id < $4::text::xid8
+                     AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                   ORDER BY events.tx_id, events.seq
+                   LIMIT $6
+               ) AS page
+               ORDER BY page.tx_id, page.seq"#,
             tenant.as_str(),
             erasure.after_tx,
             erasure.after_seq,
             erasure.until_tx,
             &erasure.path,
             i64::from(max_events.max(1)),
+            needle,
         )
         .fetch_all(&mut *tx)
         .await
