@@ -40,6 +40,9 @@ pub fn app(
         .configure(routes::configure)
 }
 
+/// The send buffer of every connection, in bytes (128 KiB; the kernel keeps twice that).
+const SEND_BUFFER: usize = 128 * 1024;
+
 /// actix-web's `HttpServer`, assembled from its parts so that each accepted stream passes
 /// through the connection layer (see [`crate::connection`]) first.
 pub fn serve(
@@ -81,6 +84,11 @@ pub fn serve(
             ));
         fn_service(move |io: actix_web::rt::net::TcpStream| {
             let _ = io.set_nodelay(true);
+            // A fixed send buffer (the kernel doubles it): a client that stops reading, such as
+            // a live-debugger stream left open and unread, pins at most this much kernel memory,
+            // not the megabytes autotuning would grow it to (2,000 such streams filled a host's
+            // whole TCP memory).
+            let _ = socket2::SockRef::from(&io).set_send_buffer_size(SEND_BUFFER);
             let peer = io.peer_addr().ok();
             let io = explainer.guard(io);
             async move { Ok::<_, actix_http::error::DispatchError>((io, Protocol::Http1, peer)) }

@@ -334,6 +334,11 @@ fn scalar(value: Value) -> Result<Value, FieldError> {
             ErrorCode::InvalidLength,
             format!("equals must be at most {MAX_EQUALS_BYTES} bytes long"),
         )),
+        Value::Number(n) if n.to_string().len() > MAX_EQUALS_BYTES => Err(FieldError::new(
+            "equals",
+            ErrorCode::InvalidLength,
+            format!("equals must be at most {MAX_EQUALS_BYTES} characters long"),
+        )),
         _ => Ok(value),
     }
 }
@@ -375,6 +380,11 @@ mod tests {
         assert!(ErasureRequest::parse(json!({})).is_err());
         assert!(ErasureRequest::parse(json!({"pointer": "", "equals": 1})).is_err());
         assert!(ErasureRequest::parse(json!({"pointer": "/~2", "equals": 1})).is_err());
+        let digits: Value =
+            serde_json::from_str(&"9".repeat(MAX_EQUALS_BYTES + 1)).expect("number");
+        assert!(ErasureRequest::parse(json!({"pointer": "/n", "equals": digits})).is_err());
+        let digits: Value = serde_json::from_str(&"9".repeat(MAX_EQUALS_BYTES)).expect("number");
+        assert!(ErasureRequest::parse(json!({"pointer": "/n", "equals": digits})).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use intake_domain::TenantId;
 use intake_domain::{NewEvent, SchemaViolation};
 use tokio::sync::Semaphore;
 
@@ -60,6 +61,31 @@ pub enum Verdict {
 pub struct SchemaChecks {
     budget: CheckBudget,
     slots: Arc<Semaphore>,
+    /// Heavy checks each tenant has waiting or running: one tenant may hold at most
+    /// [`SchemaChecks::per_tenant`] of the slots, so that another's heavy checks still find one.
+    /// An entry lives while its tenant has a check in flight.
+    held: Arc<std::sync::Mutex<std::collections::HashMap<TenantId, usize>>>,
+}
+
+/// A tenant's share of the heavy-check slots, given back when its check ends.
+struct TenantShare {
+    held: Arc<std::sync::Mutex<std::collections::HashMap<TenantId, usize>>>,
+    tenant: TenantId,
+}
+
+impl Drop for TenantShare {
+    fn drop(&mut self) {
+        let mut held = match self.held.lock() {
+            Ok(held) => held,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(count) = held.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 impl Default for SchemaChecks {
@@ -72,7 +98,27 @@ impl SchemaChecks {
     /// Checks within `budget` (at least one heavy check at a time).
     pub fn new(budget: CheckBudget) -> Self {
         let budget = CheckBudget { heavy_at_once: budget.heavy_at_once.max(1), ..budget };
-        Self { budget, slots: Arc::new(Semaphore::new(budget.heavy_at_once)) }
+        Self { budget, slots: Arc::new(Semaphore::new(budget.heavy_at_once)), held: Arc::default() }
+    }
+
+    /// The most heavy checks one tenant may have waiting or running: half the slots, rounded
+    /// down, and at least one (all of them when there is only one).
+    pub fn per_tenant(&self) -> usize {
+        (self.budget.heavy_at_once / 2).max(1)
+    }
+
+    /// Takes a share of the slots for `tenant`, unless it holds as many as it may.
+    fn share(&self, tenant: &TenantId) -> Option<TenantShare> {
+        let mut held = match self.held.lock() {
+            Ok(held) => held,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let count = held.entry(tenant.clone()).or_default();
+        if *count >= self.per_tenant() {
+            return None;
+        }
+        *count += 1;
+        Some(TenantShare { held: Arc::clone(&self.held), tenant: tenant.clone() })
     }
 
     /// The budget checks run under.
@@ -88,11 +134,30 @@ impl SchemaChecks {
     /// Checks `event`'s data against `schema`. The event is shared with the thread that checks
     /// it, and back in the caller's sole hands once the check ended (a check over its budget
     /// keeps its share until it ends).
-    pub async fn check(&self, schema: &Arc<ActiveSchema>, event: &Arc<NewEvent>) -> Verdict {
+    pub async fn check(
+        &self,
+        tenant: &TenantId,
+        schema: &Arc<ActiveSchema>,
+        event: &Arc<NewEvent>,
+    ) -> Verdict {
         let data = event.data();
         if Self::runs_in_place(data.canonical_json().len(), schema.compiled.size()) {
             return verdict(schema.compiled.check(data.as_value()));
         }
+        // A tenant whose heavy checks hold its share of the slots waits for one of its own to
+        // end (within the budget), never for another tenant's.
+        let waited = tokio::time::timeout(self.budget.max_time, async {
+            loop {
+                if let Some(share) = self.share(tenant) {
+                    return share;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        let Ok(share) = waited else {
+            return Verdict::Busy;
+        };
         let slot = match tokio::time::timeout(
             self.budget.max_time,
             Arc::clone(&self.slots).acquire_owned(),
@@ -107,7 +172,7 @@ impl SchemaChecks {
         let check = tokio::task::spawn_blocking(move || {
             let result = schema.compiled.check(event.data().as_value());
             // Both shares go before the answer does, so that the caller holds the only one.
-            drop((event, slot));
+            drop((event, slot, share));
             result
         });
         match tokio::time::timeout(self.budget.max_time, check).await {
@@ -145,6 +210,22 @@ mod tests {
                 "{data} bytes of data against {schema} bytes of schema"
             );
         }
+    }
+
+    #[test]
+    fn a_tenant_holds_at_most_half_the_slots_and_gives_them_back() {
+        let checks = SchemaChecks::new(CheckBudget { heavy_at_once: 4, ..CheckBudget::default() });
+        let (a, b) = (TenantId::parse("a").expect("tenant"), TenantId::parse("b").expect("tenant"));
+        let first = checks.share(&a).expect("a's first");
+        let second = checks.share(&a).expect("a's second");
+        assert!(checks.share(&a).is_none(), "a holds its half");
+        let theirs = checks.share(&b).expect("b still gets one");
+        drop(first);
+        assert!(checks.share(&a).is_some(), "given back when a check ends");
+        drop((second, theirs));
+        assert!(checks.held.lock().expect("lock").is_empty(), "no entry outlives its checks");
+        let one = SchemaChecks::new(CheckBudget { heavy_at_once: 1, ..CheckBudget::default() });
+        assert_eq!(one.per_tenant(), 1);
     }
 
     #[test]

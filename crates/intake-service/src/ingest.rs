@@ -422,7 +422,7 @@ impl Ingest {
         };
         let version = schema.version;
         let event = Arc::new(event);
-        let refusal = match self.checks.check(&schema, &event).await {
+        let refusal = match self.checks.check(tenant, &schema, &event).await {
             Verdict::Passed => {
                 // The check's share is gone: this takes the event back without a copy.
                 let event = Arc::unwrap_or_clone(event);

@@ -7,7 +7,8 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
 use intake_domain::Scope;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::auth::{bearer_token, Authenticator, Caller, EventsRead};
 use crate::problem::ApiError;
@@ -23,6 +24,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// caches a lookup (`auth.cache_ttl_ms`, 500 ms by default), so that a revoked token's stream
 /// ends within a second.
 const RECHECK: Duration = Duration::from_millis(250);
+
+/// A stream takes what arrived for it this often, as one chunk: a reader never waits on the
+/// tenant's channel, so storing an event wakes no reader, whatever the number of streams.
+const FLUSH: Duration = Duration::from_millis(200);
+
+/// The most entries a stream sends per flush (500 a second); the rest are counted as missed.
+const MAX_PER_FLUSH: usize = 100;
 
 /// The token a stream was opened with, checked again while it lasts.
 struct Token {
@@ -72,12 +80,14 @@ pub(crate) async fn debugger_stream(
     keep_alive.reset();
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.reset();
+    let mut flush = tokio::time::interval(FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let token = Token { secret: bearer_token(&req)?.to_owned(), authenticator };
     let opening =
         stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")) });
     let entries = stream::unfold(
-        (receiver, keep_alive, recheck, closed, Some((token, slot))),
-        |(mut receiver, mut keep_alive, mut recheck, mut closed, open)| async move {
+        (receiver, keep_alive, recheck, flush, closed, Some((token, slot))),
+        |(mut receiver, mut keep_alive, mut recheck, mut flush, mut closed, open)| async move {
             // The stream holds its place until it ends.
             let (token, slot) = open?;
             if *closed.borrow() {
@@ -87,11 +97,9 @@ pub(crate) async fn debugger_stream(
             let chunk = loop {
                 break tokio::select! {
                     _ = closed.changed() => return None,
-                    entry = receiver.recv() => match entry {
-                        // The frame every reader shares, made once.
-                        Ok(frame) => frame,
-                        Err(RecvError::Lagged(missed)) => Bytes::from(format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n")),
-                        Err(RecvError::Closed) => return None,
+                    _ = flush.tick() => match take_waiting(&mut receiver) {
+                        Some(chunk) => chunk,
+                        None => continue,
                     },
                     _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
                     _ = recheck.tick() => {
@@ -105,7 +113,10 @@ pub(crate) async fn debugger_stream(
             };
             // The last chunk goes out, then the stream ends.
             let open = if last.is_some() { None } else { Some((token, slot)) };
-            Some((Ok::<_, actix_web::Error>(chunk), (receiver, keep_alive, recheck, closed, open)))
+            Some((
+                Ok::<_, actix_web::Error>(chunk),
+                (receiver, keep_alive, recheck, flush, closed, open),
+            ))
         },
     );
     Ok(HttpResponse::Ok()
@@ -113,6 +124,31 @@ pub(crate) async fn debugger_stream(
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(futures_util::StreamExt::chain(opening, entries)))
+}
+
+/// What arrived for a stream since its last flush, as one chunk of frames (the frames every
+/// reader shares, made once): at most [`MAX_PER_FLUSH`] entries, then a `gap` event counting
+/// what it missed (it fell behind the channel, or more arrived than it sends); `None` when
+/// nothing did. The channel being closed ends nothing here: the hub closes streams itself.
+fn take_waiting(receiver: &mut broadcast::Receiver<Bytes>) -> Option<Bytes> {
+    let mut chunk = Vec::new();
+    let (mut sent, mut missed) = (0usize, 0u64);
+    loop {
+        match receiver.try_recv() {
+            Ok(frame) if sent < MAX_PER_FLUSH => {
+                chunk.extend_from_slice(&frame);
+                sent += 1;
+            }
+            Ok(_) => missed += 1,
+            Err(TryRecvError::Lagged(n)) => missed += n,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
+    if missed > 0 {
+        chunk
+            .extend_from_slice(format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n").as_bytes());
+    }
+    (!chunk.is_empty()).then(|| Bytes::from(chunk))
 }
 
 /// `GET /debugger`: the page. It holds no data: it asks for a token and reads the stream with
@@ -129,8 +165,30 @@ pub(crate) async fn debugger_page() -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             frame-ancestors 'none'",
         ))
+        // The page takes a token: no other site may frame it (older browsers read this one).
+        .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Referrer-Policy", "no-referrer"))
         .body(PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_sends_at_most_its_share_and_counts_the_rest_as_missed() {
+        let (sender, mut receiver) = broadcast::channel(1024);
+        assert_eq!(take_waiting(&mut receiver), None, "nothing waiting, nothing sent");
+        for i in 0..MAX_PER_FLUSH + 7 {
+            sender.send(Bytes::from(format!("data: {i}\n\n"))).expect("a receiver");
+        }
+        let chunk = take_waiting(&mut receiver).expect("a chunk");
+        let text = std::str::from_utf8(&chunk).expect("utf-8");
+        assert_eq!(text.matches("data: ").count(), MAX_PER_FLUSH + 1, "entries and the gap");
+        assert!(text.ends_with("event: gap\ndata: {\"missed\":7}\n\n"), "{text}");
+        assert_eq!(take_waiting(&mut receiver), None, "the rest was taken");
+    }
 }

@@ -138,6 +138,10 @@ async fn the_stream_needs_a_token_with_the_read_scope(pool: PgPool) {
     );
     let page = app.client.get(app.url("/debugger")).send().await.expect("sent");
     assert_eq!(page.status(), 200);
+    // The page takes a token: no other site may frame it.
+    let csp = page.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.expect("html");
     assert!(html.contains("/v1/debugger/stream") && html.contains("Authorization"));
     assert!(!html.contains(DEV_TOKEN), "the page holds no token");

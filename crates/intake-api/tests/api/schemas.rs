@@ -515,9 +515,12 @@ fn many_properties(key: &str) -> String {
 
 #[sqlx::test(migrator = "intake_storage::MIGRATOR")]
 async fn a_heavy_schema_check_stalls_no_other_request_and_ends_within_its_budget(pool: PgPool) {
-    // One worker: a check on its thread would hold up every other request.
+    // One worker: a check on its thread would hold up every other request. Four heavy checks
+    // at once, two of them one tenant's: the batch's heavy item below finds a slot while the
+    // first check, over its budget, still runs to its end.
     let mut settings = crate::helpers::local_settings();
     settings.server.workers = 1;
+    settings.schemas.heavy_checks = 4;
     let app = crate::helpers::spawn_app_with(pool, settings).await;
     assert_eq!(put(&app, "heavy.check", &many_patterns()).await.0, 201);
     let started = Instant::now();
@@ -580,4 +583,53 @@ async fn heavy_checks_beyond_the_configured_number_get_503_with_retry_after(pool
         assert!(retry_after.is_some(), "{answers:?}");
     }
     assert_eq!(app.event_count().await, 0);
+}
+
+#[sqlx::test(migrator = "intake_storage::MIGRATOR")]
+async fn one_tenants_heavy_checks_never_take_anothers(pool: PgPool) {
+    use intake_domain::Scope;
+
+    let mut settings = crate::helpers::local_settings();
+    settings.schemas.heavy_checks = 2;
+    let app = crate::helpers::spawn_app_with(pool.clone(), settings).await;
+    let (victim, _) = crate::helpers::create_token(&pool, "victim", Scope::ALL.to_vec()).await;
+    assert_eq!(put(&app, "heavy.check", &many_patterns()).await.0, 201);
+    let small = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+    let registered = app
+        .client
+        .put(app.url("/v1/schemas/order.placed"))
+        .bearer_auth(&victim)
+        .header("Content-Type", "application/json")
+        .body(small.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(registered.status(), 201);
+    // The dev tenant sends four heavy checks at once, each over its budget: two would take
+    // every slot and two more wait for one.
+    let mut heavy = Vec::new();
+    for i in 0..4 {
+        heavy.push(tokio::spawn(app.post_events().body(many_properties(&format!("h-{i}"))).send()));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Another tenant's event, 40 KB against a small schema: a heavy check too, a quick one.
+    let padding: serde_json::Map<String, Value> =
+        (0..2_000).map(|i| (format!("f{i}"), json!("0123456789"))).collect();
+    let body = event("v-1", "order.placed", Value::Object(padding)).to_string();
+    let answer = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(&victim)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = answer.status().as_u16();
+    let text = answer.text().await.expect("body");
+    assert_eq!(status, 200, "another tenant's heavy checks took every slot: {text}");
+    for task in heavy {
+        let status = task.await.expect("joined").expect("sent").status().as_u16();
+        assert!([422, 503].contains(&status), "{status}");
+    }
 }
