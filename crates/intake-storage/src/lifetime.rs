@@ -243,10 +243,11 @@ impl PgStore {
                     due.push(partition.to + millis(retention));
                 }
             }
-            // Expired events that never had a prepared range (a clock far behind): the
-            // default partition only holds what maintenance has not placed yet.
+            // Expired events that never had a prepared range: the default partition only holds
+            // such stragglers. By when the database received them, not by their id: an id made
+            // by a clock far off (or not a UUIDv7 at all) says nothing of their age.
             let stray =
-                sqlx::query!("DELETE FROM events_default WHERE event_id < $1", time_uuid(cutoff))
+                sqlx::query!("DELETE FROM events_default WHERE received_at < $1", instant(cutoff))
                     .execute(&mut *conn)
                     .await
                     .map_err(classify)?;
