@@ -157,8 +157,13 @@ pub(crate) const KEY_GENERATION_LOCK: (i32, i32) = (0x696e_746b, 1);
 /// Taken before the insert, in a statement of its own, so that the insert's snapshot is taken
 /// after it.
 pub(crate) async fn hold_key_generation(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    // In the same round trip: the insert that follows is planned for its own execution, with
+    // the keys' table as large as it is now. A cached generic plan, made while the current
+    // generation was empty, reads it whole for every statement (a sequential scan that grows
+    // with the generation); a plan made now looks each key up in its index.
     sqlx::query!(
-        "SELECT pg_advisory_xact_lock_shared($1, $2)",
+        "SELECT pg_advisory_xact_lock_shared($1, $2),
+                set_config('plan_cache_mode', 'force_custom_plan', true)",
         KEY_GENERATION_LOCK.0,
         KEY_GENERATION_LOCK.1
     )
@@ -481,7 +486,9 @@ impl PgStore {
             // already held, and returns the keys it inserted. The (tenant, key) pairs are
             // distinct: repeats were folded above.
             //
-            // A key is held when a live generation of `event_keys` has it. The current
+            // A key is held when a live generation of `event_keys` has it: one index probe per
+            // key in the older generations (a lateral `LIMIT 1`, never a join reading them
+            // whole). The current
             // generation's unique constraint decides between concurrent writers
             // (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the key to commit, then
             // skips); older generations are only read: every key written into one was committed
@@ -520,13 +527,16 @@ impl PgStore {
                                                received_at, fingerprint)
                        SELECT current.generation, item.tenant_id, item.idempotency_key,
                               item.event_id, now(), item.fingerprint
-                       FROM item, current
-                       WHERE NOT EXISTS (
-                           SELECT 1 FROM event_keys held
+                       FROM item
+                       CROSS JOIN current
+                       LEFT JOIN LATERAL (
+                           SELECT true AS found FROM event_keys held
                            WHERE held.tenant_id = item.tenant_id
                              AND held.idempotency_key = item.idempotency_key
                              AND held.generation < current.generation
-                       )
+                           LIMIT 1
+                       ) AS older ON true
+                       WHERE older.found IS NULL
                        ORDER BY item.tenant_id, item.idempotency_key
                        ON CONFLICT (tenant_id, idempotency_key, generation) DO NOTHING
                        RETURNING tenant_id, idempotency_key, event_id, received_at, fingerprint
