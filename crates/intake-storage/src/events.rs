@@ -611,18 +611,23 @@ impl PgStore {
                 let tenants: Vec<&str> = skipped.iter().map(|i| i.tenant.as_str()).collect();
                 let keys: Vec<&str> =
                     skipped.iter().map(|i| i.event.idempotency_key().as_str()).collect();
-                // The rows holding the keys the insert skipped. A separate statement, so its
-                // snapshot includes rows that concurrent writers committed while the insert
-                // waited on them.
+                // The rows holding the keys the insert skipped (one index probe per key: a join
+                // planned while a generation looked empty would read it whole). A separate
+                // statement, so its snapshot includes rows that concurrent writers committed while
+                // the insert waited on them.
                 let rows = sqlx::query_as!(
                     HolderRow,
-                    "SELECT DISTINCT ON (e.tenant_id, e.idempotency_key)
-                            e.tenant_id, e.idempotency_key, e.event_id, e.received_at,
-                            e.fingerprint
-                     FROM unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key)
-                     JOIN event_keys e ON e.tenant_id = k.tenant_id
-                                      AND e.idempotency_key = k.idempotency_key
-                     ORDER BY e.tenant_id, e.idempotency_key, e.generation",
+                    r#"SELECT k.tenant_id AS "tenant_id!", k.idempotency_key AS "idempotency_key!",
+                              e.event_id AS "event_id!", e.received_at AS "received_at!",
+                              e.fingerprint AS "fingerprint!"
+                       FROM unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key)
+                       CROSS JOIN LATERAL (
+                           SELECT event_id, received_at, fingerprint FROM event_keys
+                           WHERE event_keys.tenant_id = k.tenant_id
+                             AND event_keys.idempotency_key = k.idempotency_key
+                           ORDER BY event_keys.generation
+                           LIMIT 1
+                       ) AS e"#,
                     &tenants[..] as &[&str],
                     &keys[..] as &[&str],
                 )
