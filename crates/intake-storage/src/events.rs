@@ -157,13 +157,8 @@ pub(crate) const KEY_GENERATION_LOCK: (i32, i32) = (0x696e_746b, 1);
 /// Taken before the insert, in a statement of its own, so that the insert's snapshot is taken
 /// after it.
 pub(crate) async fn hold_key_generation(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    // In the same round trip: the insert that follows is planned for its own execution, with
-    // the keys' table as large as it is now. A cached generic plan, made while the current
-    // generation was empty, reads it whole for every statement (a sequential scan that grows
-    // with the generation); a plan made now looks each key up in its index.
     sqlx::query!(
-        "SELECT pg_advisory_xact_lock_shared($1, $2),
-                set_config('plan_cache_mode', 'force_custom_plan', true)",
+        "SELECT pg_advisory_xact_lock_shared($1, $2)",
         KEY_GENERATION_LOCK.0,
         KEY_GENERATION_LOCK.1
     )
