@@ -28,7 +28,6 @@ use sqlx::PgPool;
 pub use debugger::{PgDebugTransport, DEBUGGER_CHANNEL};
 pub use events::IngestItem;
 pub use group_commit::{GroupCommit, GroupCommitSettings, GroupCommitStats};
-pub use lifetime::partition_width;
 pub use notify::{Listener, Notified, MAX_PAYLOAD};
 pub use relay::RelayClaims;
 pub use schemas::{SchemaChanges, SCHEMA_CHANNEL};

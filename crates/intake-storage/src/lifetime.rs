@@ -76,7 +76,7 @@ fn millis(duration: Duration) -> i64 {
 }
 
 /// The width of new event partitions for a retention (a day when events are kept forever).
-pub fn partition_width(retention: Option<Duration>) -> i64 {
+fn partition_width(retention: Option<Duration>) -> i64 {
     match retention {
         None => DAY,
         Some(retention) => {
